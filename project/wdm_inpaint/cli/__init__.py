@@ -1,0 +1,1 @@
+"""Command-line interface: ``wdm-inpaint <command>``; one module per command."""

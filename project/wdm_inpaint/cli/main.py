@@ -1,0 +1,83 @@
+"""Entry point of the ``wdm-inpaint`` console script.
+
+Each subcommand lives in its own module of this package and exposes ``add_parser(subparsers)``, which
+registers the command and sets ``func`` (a callable taking the parsed arguments and returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from wdm_inpaint import __version__
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "infer",
+    "evaluate",
+    "validate_submission",
+    "make_demo_data",
+    "make_split",
+    "make_masks",
+    "train",
+    "train_label_gan",
+    "sample_labels",
+    "convert_checkpoint",
+)
+"""Subcommand modules, in the order ``--help`` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="wdm-inpaint",
+        description="Healthy-tissue inpainting of brain MRI with a 3D wavelet diffusion model.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"wdm_inpaint.cli.{name}")
+        except ModuleNotFoundError as exc:  # DEV-ONLY: remove once every command module exists
+            if exc.name == f"wdm_inpaint.cli.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Console logging for the command line (library code never configures handlers)."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if verbose < 2:
+        for noisy in ("matplotlib", "PIL", "h5py", "numexpr"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    configure_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        logging.getLogger("wdm_inpaint").error("interrupted")
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        if args.verbose > 1:
+            raise
+        logging.getLogger("wdm_inpaint").error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: BraTS cases, invertible preprocessing, split files, datasets and demo data."""

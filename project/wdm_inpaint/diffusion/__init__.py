@@ -1,0 +1,1 @@
+"""Diffusion process: noise schedules and training modes."""

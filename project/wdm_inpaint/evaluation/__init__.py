@@ -1,0 +1,1 @@
+"""Evaluation: the official metrics, submission checks and quality-control images."""

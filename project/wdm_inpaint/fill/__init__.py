@@ -1,0 +1,1 @@
+"""Classical fills (harmonic / Laplace, mean): baselines and the fallback of inference."""

@@ -1,0 +1,1 @@
+"""Inference: the ``Inpainter`` front door and robust folder-in, folder-out runs."""

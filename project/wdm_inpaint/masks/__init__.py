@@ -1,0 +1,1 @@
+"""Synthetic healthy-mask augmentation: the label-generator GAN and the mask placer."""

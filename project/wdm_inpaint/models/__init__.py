@@ -1,0 +1,1 @@
+"""Neural networks (pure ``nn.Module``s): the wavelet-space U-Net."""

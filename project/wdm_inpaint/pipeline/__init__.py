@@ -1,0 +1,1 @@
+"""Pipelines: own the sampling loop, conditioning and all inpainting logic."""
