@@ -29,8 +29,18 @@ COMMAND_MODULES: tuple[str, ...] = (
 """Subcommand modules, in the order ``--help`` lists them."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every subcommand registered."""
+def _requested_command(argv: Sequence[str]) -> str | None:
+    """The command module named by ``argv`` (first non-option word), if it is one of :data:`COMMAND_MODULES`."""
+    for word in argv:
+        if not word.startswith("-"):
+            name = word.replace("-", "_")
+            return name if name in COMMAND_MODULES else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the top-level parser with every subcommand registered (or only the module ``only``, which keeps
+    start-up fast: each command imports just what it needs)."""
     parser = argparse.ArgumentParser(
         prog="wdm-inpaint",
         description="Healthy-tissue inpainting of brain MRI with a 3D wavelet diffusion model.",
@@ -39,13 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"wdm_inpaint.cli.{name}")
-        except ModuleNotFoundError as exc:  # DEV-ONLY: remove once every command module exists
-            if exc.name == f"wdm_inpaint.cli.{name}":
-                continue
-            raise
+    for name in COMMAND_MODULES if only is None else (only,):
+        module = importlib.import_module(f"wdm_inpaint.cli.{name}")
         module.add_parser(sub)
     return parser
 
@@ -61,7 +66,8 @@ def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_requested_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

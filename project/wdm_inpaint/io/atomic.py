@@ -9,6 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+_FILE_MODE = 0o666
+"""Permissions of a new file before the umask is applied (as ``open(..., "w")`` creates files)."""
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; on success it is renamed to ``final``, on error removed.
@@ -23,6 +33,7 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{ext}", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, _FILE_MODE & ~_current_umask())  # mkstemp makes 0600; outputs follow the umask
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:

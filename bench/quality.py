@@ -1,0 +1,96 @@
+"""Inpainting quality on held-out cases: samplers x steps x averaged samples, against the classical fills.
+
+For every setting the script inpaints all cases of ``--data`` (challenge layout with ground truth: ``t1n``,
+``mask-healthy``), scores them with both challenge formulas (``wdm-inpaint evaluate``) and prints one table row:
+mean ± std of SSIM, PSNR and MSE inside ``mask-healthy`` and the seconds per case. ``--json`` keeps every figure.
+
+Settings are ``sampler:steps:samples`` (``harmonic`` and ``mean`` need no steps)::
+
+    python bench/quality.py --data data/heldout -m model.pt \\
+        --settings harmonic mean ddim:10:1 dpmpp_2m:10:1 dpmpp_2m:10:4 ddpm:1000:1 --json quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from wdm_inpaint.evaluation.evaluate import evaluate_folder
+from wdm_inpaint.inference.inpainter import CLASSICAL_FILLS, Inpainter
+
+DEFAULT_SETTINGS = ("harmonic", "mean", "ddim:10:1", "dpmpp_2m:10:1", "dpmpp_2m:20:1", "dpmpp_2m:10:4")
+"""The sweep run when ``--settings`` is not given."""
+
+REPORTED = ("ssim", "psnr", "mse")
+"""Metrics shown in the table (both formulas are kept in the JSON)."""
+
+
+def parse_setting(text: str) -> dict[str, object]:
+    """``sampler[:steps[:samples]]`` -> keyword arguments of :meth:`Inpainter.from_checkpoint`."""
+    parts = text.split(":")
+    sampler = parts[0]
+    if sampler in CLASSICAL_FILLS:
+        return {"sampler": sampler, "steps": None, "samples": 1}
+    steps = int(parts[1]) if len(parts) > 1 else 10
+    samples = int(parts[2]) if len(parts) > 2 else 1
+    return {"sampler": sampler, "steps": steps, "samples": samples}
+
+
+def run_setting(data: Path, checkpoint: Path | None, setting: str, seed: int, device: str) -> dict[str, object]:
+    """Inpaint and score every case of ``data`` with one setting."""
+    kwargs = parse_setting(setting)
+    inpainter = Inpainter.from_checkpoint(checkpoint, device=device, seed=seed, **kwargs)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        summary = inpainter.infer_batch(data, Path(tmp) / "pred", log_dir=Path(tmp) / "logs", progress=False)
+        seconds = time.perf_counter() - start
+        report = evaluate_folder(data, Path(tmp) / "pred", progress=False)
+    cases = max(1, len(summary.records))
+    return {
+        "setting": setting,
+        **kwargs,
+        "cases": len(summary.records),
+        "fallbacks": summary.fallbacks,
+        "seconds_per_case": seconds / cases,
+        "summary": report.summary,
+        "per_case": {r.case_id: r.metrics.as_flat_dict() for r in report.results if r.metrics is not None},
+    }
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    """Markdown table of the Synapse-formula and package-formula means ± std."""
+    head = "| setting | " + " | ".join(f"{m.upper()} (Synapse)" for m in REPORTED) + " | SSIM (package) | s/case |"
+    lines = [head, "|" + "---|" * (len(REPORTED) + 3)]
+    for row in rows:
+        syn = row["summary"]["synapse"]  # type: ignore[index]
+        pac = row["summary"]["package"]  # type: ignore[index]
+        cells = [f"{syn[m]['mean']:.4f} ± {syn[m]['std']:.4f}" if m != "psnr" else
+                 f"{syn[m]['mean']:.2f} ± {syn[m]['std']:.2f}" for m in REPORTED]
+        cells.append(f"{pac['ssim']['mean']:.4f} ± {pac['ssim']['std']:.4f}")
+        lines.append(f"| {row['setting']} | " + " | ".join(cells) + f" | {row['seconds_per_case']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="held-out cases with ground truth")
+    parser.add_argument("-m", "--checkpoint", type=Path, default=None, help="default: the bundled checkpoint")
+    parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), help="sampler:steps:samples")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    args = parser.parse_args()
+    rows = []
+    for setting in args.settings:
+        rows.append(run_setting(args.data, args.checkpoint, setting, args.seed, args.device))
+        print(f"done: {setting} ({rows[-1]['seconds_per_case']:.1f} s per case)", flush=True)
+    print(table(rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

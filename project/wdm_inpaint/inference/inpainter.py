@@ -1,0 +1,344 @@
+"""The front door: ``Inpainter`` loads a model once and inpaints single volumes or whole case folders.
+
+Example::
+
+    from wdm_inpaint import Inpainter
+
+    inpainter = Inpainter.from_checkpoint()            # the bundled checkpoint, default sampler
+    filled = inpainter.infer_single("case-t1n-voided.nii.gz", "case-mask.nii.gz", output_file="out.nii.gz")
+    inpainter.infer_batch("data/", "predictions/")      # challenge layout in, one file per case out
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wdm_inpaint.config import WDMConfig
+from wdm_inpaint.data.preprocess import (
+    INTENSITY_FLOOR,
+    binarise_mask,
+    crop,
+    mask_crop_box,
+    postprocess,
+    preprocess,
+    uncrop,
+)
+from wdm_inpaint.fill import CLASSICAL_FILLS, classical_fill
+from wdm_inpaint.io.nifti import read_nifti, write_like
+from wdm_inpaint.pipeline.config import PipelineConfig
+from wdm_inpaint.samplers.base import SamplerConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SAMPLER = "dpmpp_2m"
+"""Default sampler of inference (chosen by measurement; see ``docs/performance.md``)."""
+
+DEFAULT_STEPS = 10
+"""Default number of network calls of the default sampler (chosen by measurement)."""
+
+DIFFUSION_SAMPLERS = ("ddpm", "ddim", "dpmpp_2m")
+"""Samplers that run the diffusion model."""
+
+SAMPLER_CHOICES = DIFFUSION_SAMPLERS + tuple(CLASSICAL_FILLS)
+"""Every value ``--sampler`` accepts: the diffusion samplers and the classical fills (no model)."""
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``auto``/``None`` -> CUDA when available, else CPU; anything else as given.
+
+    Raises:
+        RuntimeError: if CUDA is asked for but not available.
+    """
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but no CUDA device is visible; use --device cpu or auto")
+    return device
+
+
+def case_seed(seed: int, case_id: str) -> int:
+    """Per-case seed derived from the run seed and the case ID (independent of order and sharding)."""
+    return (seed * 1_000_003 + zlib.crc32(case_id.encode())) % (2**31)
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How :class:`Inpainter` samples.
+
+    Attributes:
+        sampler: a diffusion sampler (``ddpm``, ``ddim``, ``dpmpp_2m``) or a classical fill (``harmonic``,
+            ``mean``: no model is loaded).
+        steps: network calls of the diffusion sampler (``None``: every trained timestep for ``ddpm``/``ddim``).
+        samples: K independent samples averaged inside the mask.
+        seed: run seed; each case samples with :func:`case_seed` of it.
+        known_region: ``upstream`` (clean known tissue) or ``matched`` (scaled as in training).
+        crop: sample only a box around the mask (``None``: the checkpoint's ``preprocess.crop``).
+        autocast: bfloat16 autocast on CUDA.
+        progress: per-step progress bars.
+    """
+
+    sampler: str = DEFAULT_SAMPLER
+    steps: int | None = DEFAULT_STEPS
+    samples: int = 1
+    seed: int = 0
+    known_region: str = "upstream"
+    crop: bool | None = None
+    autocast: bool = True
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLER_CHOICES:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {list(SAMPLER_CHOICES)}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+
+    @property
+    def classical(self) -> bool:
+        """Whether the sampler is a classical fill (no model)."""
+        return self.sampler in CLASSICAL_FILLS
+
+
+class Inpainter:
+    """Inpaints brain MRI volumes with a trained wavelet diffusion model (or a classical fill).
+
+    Build it with :meth:`from_checkpoint`; the model is loaded once and reused for every volume.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None,
+        config: WDMConfig | None,
+        options: InferenceOptions,
+        device: torch.device,
+        checkpoint_path: Path | None = None,
+    ) -> None:
+        if not options.classical and (model is None or config is None):
+            raise ValueError(f"sampler {options.sampler!r} needs a model and its config")
+        self.model = model.to(device).eval() if model is not None else None
+        self.config = config
+        self.options = options
+        self.device = device
+        self.checkpoint_path = checkpoint_path
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        device: str | torch.device | None = "auto",
+        sampler: str = DEFAULT_SAMPLER,
+        steps: int | None = DEFAULT_STEPS,
+        samples: int = 1,
+        seed: int = 0,
+        **options: Any,
+    ) -> Inpainter:
+        """Load a checkpoint (``None``: ``$WDM_INPAINT_CHECKPOINT`` or the bundled one) and build an inpainter.
+
+        Args:
+            path: checkpoint file written by ``wdm-inpaint train`` or ``convert-checkpoint``.
+            device: ``auto`` (CUDA if visible), ``cpu``, ``cuda`` or ``cuda:N``.
+            sampler: see :class:`InferenceOptions`; a classical fill loads no checkpoint.
+            steps: network calls.
+            samples: samples averaged inside the mask.
+            seed: run seed.
+            **options: further :class:`InferenceOptions` fields.
+        """
+        from wdm_inpaint.checkpoint import load_checkpoint
+        from wdm_inpaint.inference.checkpoints import resolve_checkpoint
+
+        opts = InferenceOptions(sampler=sampler, steps=steps, samples=samples, seed=seed, **options)
+        dev = resolve_device(device)
+        if opts.classical:
+            return cls(None, None, opts, dev)
+        ckpt = resolve_checkpoint(path)
+        model, config = load_checkpoint(ckpt, map_location="cpu")
+        logger.info("loaded %s (mode %s) on %s", ckpt, config.mode.name, dev)
+        return cls(model, config, opts, dev, checkpoint_path=ckpt)
+
+    def to(self, device: str | torch.device) -> Inpainter:
+        """Move the model to ``device`` (used to retry on CPU after a CUDA out-of-memory error)."""
+        self.device = torch.device(device)
+        if self.model is not None:
+            self.model.to(self.device)
+        return self
+
+    # ------------------------------------------------------------------ core
+
+    def pipeline_config(self, seed: int) -> PipelineConfig:
+        """The :class:`PipelineConfig` used for one volume sampled with ``seed``."""
+        o = self.options
+        return PipelineConfig(
+            sampler=SamplerConfig(name=o.sampler, num_steps=o.steps),  # type: ignore[arg-type]
+            num_samples=o.samples,
+            seed=seed,
+            known_region=o.known_region,  # type: ignore[arg-type]
+            autocast=o.autocast and self.device.type == "cuda",
+            progress=o.progress,
+        )
+
+    def _sample_model_grid(self, image: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+        """Run the diffusion pipeline on model-grid tensors ``(1, 1, D, H, W)``; returns the same shape."""
+        from wdm_inpaint.pipeline.inpaint import InpaintingPipeline
+
+        if self.config is None or self.model is None:
+            raise RuntimeError(f"sampler {self.options.sampler!r} needs a model, but none is loaded")
+        use_crop = self.config.preprocess.crop if self.options.crop is None else self.options.crop
+        box = None
+        if use_crop:
+            box = mask_crop_box(mask, self.config.preprocess.crop_margin, self.config.unet.image_multiple)
+            image_in, mask_in = crop(image, box), crop(mask, box)
+        else:
+            image_in, mask_in = image, mask
+        pipe = InpaintingPipeline(self.model, self.config, self.pipeline_config(seed))
+        with torch.inference_mode():
+            out = pipe(image_in.to(self.device), mask_in.to(self.device)).float().cpu()
+        if box is not None:
+            out = uncrop(out, box, image)
+        return out
+
+    def inpaint_array(
+        self,
+        voided: np.ndarray,
+        mask: np.ndarray,
+        affine: np.ndarray | None = None,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Inpaint one native volume.
+
+        Args:
+            voided: ``(D, H, W)`` voided scan, native intensities.
+            mask: ``(D, H, W)`` region to inpaint (values >= 0.5 count as inside).
+            affine: ``(4, 4)`` voxel-to-world matrix (orientation); ``None``: identity.
+            seed: sampling seed (``None``: the run seed).
+
+        Returns:
+            ``(D, H, W)`` float32: bit-identical to ``voided`` (as float32) outside the mask, inpainted
+            (>= 0) inside.
+
+        Raises:
+            ValueError: on shape mismatch, a non-3-D array or non-finite values.
+        """
+        voided = np.asarray(voided)
+        mask_bin = binarise_mask(np.asarray(mask))
+        if voided.ndim != 3:
+            raise ValueError(f"the voided scan must be 3-D, got shape {voided.shape}")
+        if mask_bin.shape != voided.shape:
+            raise ValueError(f"mask shape {mask_bin.shape} differs from the voided scan's {voided.shape}")
+        if not np.isfinite(voided).all():
+            raise ValueError("the voided scan holds NaN or Inf values")
+        voided32 = voided.astype(np.float32, copy=False)
+        if not mask_bin.any():
+            logger.warning("empty mask: nothing to inpaint, the output equals the input")
+            return voided32.copy()
+        if self.options.classical:
+            filled = classical_fill(self.options.sampler, voided32.astype(np.float64), mask_bin)
+            filled = np.maximum(filled, INTENSITY_FLOOR)
+            return np.where(mask_bin, filled.astype(np.float32), voided32)
+        if self.config is None:
+            raise RuntimeError(f"sampler {self.options.sampler!r} needs a model, but none is loaded")
+        affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+        image_t, mask_t, state = preprocess(
+            voided32, mask_bin, affine, self.config.preprocess, self.config.unet.image_multiple
+        )
+        out = self._sample_model_grid(image_t, mask_t, self.options.seed if seed is None else seed)
+        result = postprocess(out, state, voided32, mask_bin)
+        return np.where(mask_bin, result.astype(np.float32), voided32)
+
+    # ------------------------------------------------------------------ front door
+
+    def infer_single(
+        self,
+        t1n_voided: str | os.PathLike[str] | np.ndarray,
+        mask: str | os.PathLike[str] | np.ndarray,
+        output_file: str | os.PathLike[str] | None = None,
+        affine: np.ndarray | None = None,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Inpaint one volume given as NIfTI paths or arrays.
+
+        Args:
+            t1n_voided: path or ``(D, H, W)`` array of the voided scan.
+            mask: path or ``(D, H, W)`` array of the region to inpaint.
+            output_file: where to write the result (NIfTI, float32, the voided scan's header); needs
+                ``t1n_voided`` as a path, or ``affine``.
+            affine: orientation of array inputs (ignored for paths, whose header is used).
+            seed: sampling seed (``None``: the run seed).
+
+        Returns:
+            ``(D, H, W)`` float32 inpainted volume.
+        """
+        reference = None
+        if isinstance(t1n_voided, (str, os.PathLike)):
+            vol = read_nifti(t1n_voided)
+            voided, affine, reference = vol.data, vol.affine, vol.image
+        else:
+            voided = np.asarray(t1n_voided)
+        mask_arr = read_nifti(mask).data if isinstance(mask, (str, os.PathLike)) else np.asarray(mask)
+        out = self.inpaint_array(voided, mask_arr, affine, seed)
+        if output_file is not None:
+            import nibabel as nib
+
+            if reference is None:
+                reference = nib.Nifti1Image(np.zeros(out.shape, np.float32), np.eye(4) if affine is None else affine)
+            write_like(output_file, out, reference)
+        return out
+
+    def infer_batch(
+        self,
+        data_folder: str | os.PathLike[str],
+        output_folder: str | os.PathLike[str],
+        **kwargs: Any,
+    ) -> Any:
+        """Inpaint every case of a challenge-layout folder; see :func:`wdm_inpaint.inference.runner.run_folder`.
+
+        Returns:
+            The :class:`~wdm_inpaint.inference.runner.RunSummary`.
+        """
+        from wdm_inpaint.inference.runner import run_folder
+
+        return run_folder(self, data_folder, output_folder, **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance of this inpainter (resolved options, checkpoint, device)."""
+        from wdm_inpaint.config import to_dict
+        from wdm_inpaint.inference.checkpoints import file_sha256
+
+        info: dict[str, Any] = {
+            "options": to_dict(self.options),
+            "device": str(self.device),
+            "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
+            "checkpoint_sha256": file_sha256(self.checkpoint_path) if self.checkpoint_path else None,
+            "config": to_dict(self.config) if self.config is not None else None,
+        }
+        if not self.options.classical:
+            info["pipeline"] = to_dict(self.pipeline_config(self.options.seed))
+        return info
+
+    def with_options(self, **changes: Any) -> Inpainter:
+        """A copy sharing the model, with some :class:`InferenceOptions` fields replaced."""
+        return Inpainter(self.model, self.config, replace(self.options, **changes), self.device, self.checkpoint_path)
+
+
+__all__ = [
+    "DEFAULT_SAMPLER",
+    "DEFAULT_STEPS",
+    "DIFFUSION_SAMPLERS",
+    "SAMPLER_CHOICES",
+    "InferenceOptions",
+    "Inpainter",
+    "case_seed",
+    "resolve_device",
+]

@@ -1,0 +1,325 @@
+"""Folder-in, folder-out inference that one bad case cannot sink.
+
+Every case of the data folder gets exactly one ``<ID>-t1n-inference.nii.gz`` in the output folder, written
+under a temporary name and renamed. A case the model cannot handle is filled classically (harmonic fill) and
+counted as a fallback; only a case whose voided scan cannot be read gets no output. Nothing but the outputs
+goes into the output folder: the run record goes to the log folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from wdm_inpaint import __version__
+from wdm_inpaint.data.cases import Case, CaseError, discover_cases
+from wdm_inpaint.data.preprocess import INTENSITY_FLOOR
+from wdm_inpaint.fill import classical_fill
+from wdm_inpaint.inference.inputs import CaseInputs, read_case_inputs
+from wdm_inpaint.io.atomic import atomic_write_text
+from wdm_inpaint.io.nifti import NiftiError, load_image, write_like
+
+if TYPE_CHECKING:
+    from wdm_inpaint.inference.inpainter import Inpainter
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_SUFFIX = "-t1n-inference.nii.gz"
+"""Output file name suffix of the challenge: ``<ID>-t1n-inference.nii.gz``."""
+
+FALLBACK_FILL = "harmonic"
+"""Classical fill used when the model cannot handle a case."""
+
+LOG_DIR_SUFFIX = "-logs"
+"""Default log folder: the output folder's name plus this suffix, next to it (never inside it)."""
+
+
+@dataclass
+class CaseRecord:
+    """What happened to one case."""
+
+    case_id: str
+    status: str  # "model", "fallback", "skipped", "failed"
+    output: str | None = None
+    seconds: float = 0.0
+    reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+    device: str | None = None
+
+
+@dataclass
+class RunSummary:
+    """Outcome of a folder run."""
+
+    records: list[CaseRecord]
+    seconds: float
+    log_dir: Path | None = None
+    method: str = "the model"
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.records)
+
+    @property
+    def fallbacks(self) -> int:
+        return self.count("fallback")
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed")
+
+    def line(self) -> str:
+        """One-line summary: cases, seconds per case, fallbacks."""
+        done = [r for r in self.records if r.status in ("model", "fallback")]
+        per_case = sum(r.seconds for r in done) / len(done) if done else 0.0
+        return (
+            f"{len(self.records)} case(s): {self.count('model')} inpainted by {self.method}, {self.fallbacks} by the "
+            f"{FALLBACK_FILL} fallback, {self.count('skipped')} skipped (output exists), {self.failed} failed; "
+            f"{per_case:.1f} s per case, {self.seconds:.1f} s in all"
+        )
+
+
+def output_path(output_folder: Path, case_id: str) -> Path:
+    """The challenge's output file of a case."""
+    return output_folder / f"{case_id}{OUTPUT_SUFFIX}"
+
+
+def default_log_dir(output_folder: Path) -> Path:
+    """The folder next to ``output_folder`` that holds run records."""
+    output_folder = Path(output_folder).resolve()
+    return output_folder.parent / f"{output_folder.name}{LOG_DIR_SUFFIX}"
+
+
+def select_cases(
+    cases: list[Case], beg: int | None = None, end: int | None = None, shard: tuple[int, int] | None = None
+) -> list[Case]:
+    """Cases ``[beg:end]`` of the sorted list, then every ``n``-th from ``i`` for ``shard=(i, n)``.
+
+    Raises:
+        ValueError: for a shard index outside ``0..n-1``.
+    """
+    chosen = cases[beg:end]
+    if shard is not None:
+        index, count = shard
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"shard {index}/{count} is invalid: need 0 <= i < n")
+        chosen = chosen[index::count]
+    return chosen
+
+
+def _output_complete(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        load_image(path)
+    except (NiftiError, OSError):
+        logger.warning("%s exists but is unreadable: it is redone", path)
+        return False
+    return True
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    for tmp in folder.glob(f".*{OUTPUT_SUFFIX}.*.tmp*"):
+        logger.info("removing the temporary file of an interrupted run: %s", tmp)
+        tmp.unlink(missing_ok=True)
+
+
+def _fallback_output(inputs: CaseInputs) -> np.ndarray:
+    voided32 = inputs.voided.astype(np.float32)
+    if inputs.passthrough:
+        return np.where(inputs.mask, np.maximum(voided32, INTENSITY_FLOOR), voided32)
+    filled = classical_fill(FALLBACK_FILL, inputs.voided, inputs.mask)
+    return np.where(inputs.mask, np.maximum(filled, INTENSITY_FLOOR).astype(np.float32), voided32)
+
+
+def _check_output(out: np.ndarray, inputs: CaseInputs) -> None:
+    if out.shape != inputs.voided.shape:
+        raise RuntimeError(f"output shape {out.shape} differs from the input's {inputs.voided.shape}")
+    if not np.isfinite(out).all():
+        raise RuntimeError("output holds NaN or Inf values")
+    known = ~inputs.mask
+    if not np.array_equal(out[known], inputs.voided.astype(np.float32)[known]):
+        raise RuntimeError("output changed voxels outside the mask")
+    if (out[inputs.mask] < INTENSITY_FLOOR).any():
+        raise RuntimeError("output has negative values inside the mask")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _model_output(inpainter: Inpainter, inputs: CaseInputs, seed: int) -> tuple[np.ndarray, str]:
+    """Inpaint with the model; a CUDA out-of-memory error retries on the CPU. Returns (output, device)."""
+    try:
+        return inpainter.inpaint_array(inputs.voided, inputs.mask, inputs.affine, seed), str(inpainter.device)
+    except RuntimeError as exc:
+        if inpainter.device.type != "cuda" or not _is_oom(exc):
+            raise
+        logger.warning("case %s: CUDA out of memory; retrying on the CPU", inputs.case_id)
+        torch.cuda.empty_cache()
+        cuda = inpainter.device
+        inpainter.to("cpu")
+        try:
+            return inpainter.inpaint_array(inputs.voided, inputs.mask, inputs.affine, seed), "cpu"
+        finally:
+            inpainter.to(cuda)
+
+
+def process_case(inpainter: Inpainter, inputs: CaseInputs, out_path: Path) -> CaseRecord:
+    """Inpaint one read case and write its output; falls back to the classical fill on any model failure."""
+    from wdm_inpaint.inference.inpainter import case_seed
+
+    start = time.perf_counter()
+    record = CaseRecord(inputs.case_id, "model", str(out_path), notes=list(inputs.notes))
+    for note in inputs.notes:
+        logger.warning("case %s: %s", inputs.case_id, note)
+    out: np.ndarray | None = None
+    if inputs.fallback_reason is None:
+        try:
+            out, record.device = _model_output(inpainter, inputs, case_seed(inpainter.options.seed, inputs.case_id))
+            _check_output(out, inputs)
+        except Exception as exc:  # noqa: BLE001 - any model failure falls back to the classical fill
+            logger.exception("case %s: the model failed (%s); using the %s fill", inputs.case_id, exc, FALLBACK_FILL)
+            record.reason = f"model failed: {type(exc).__name__}: {exc}"
+            out = None
+    else:
+        record.reason = inputs.fallback_reason
+    if out is None:
+        if inputs.fallback_reason is not None:
+            logger.warning("case %s: %s; using the %s fill", inputs.case_id, inputs.fallback_reason, FALLBACK_FILL)
+        record.status = "fallback"
+        out = _fallback_output(inputs)
+    write_like(out_path, out, inputs.reference)
+    record.seconds = time.perf_counter() - start
+    return record
+
+
+def _read(case: Case) -> CaseInputs | CaseError:
+    try:
+        return read_case_inputs(case)
+    except CaseError as exc:
+        return exc
+
+
+def run_folder(
+    inpainter: Inpainter,
+    data_folder: str | os.PathLike[str],
+    output_folder: str | os.PathLike[str],
+    log_dir: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    beg: int | None = None,
+    end: int | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Inpaint every case of ``data_folder`` into ``output_folder``.
+
+    Args:
+        inpainter: the loaded :class:`~wdm_inpaint.inference.inpainter.Inpainter`.
+        data_folder: challenge layout (``<ID>/<ID>-t1n-voided.nii.gz`` and ``<ID>/<ID>-mask.nii.gz``); read only.
+        output_folder: receives exactly one ``<ID>-t1n-inference.nii.gz`` per case and nothing else.
+        log_dir: run record folder (default: :func:`default_log_dir`); never inside ``output_folder``.
+        overwrite: redo cases whose output already exists (default: skip them).
+        beg: first case index (sorted by ID).
+        end: one past the last case index.
+        shard: ``(i, n)``: process every n-th case starting at i (several processes or GPUs).
+        progress: show a progress bar over the cases.
+
+    Raises:
+        FileNotFoundError: if ``data_folder`` does not exist.
+        ValueError: if ``log_dir`` lies inside ``output_folder``.
+    """
+    start = time.perf_counter()
+    data = Path(data_folder)
+    out_dir = Path(output_folder)
+    if not data.is_dir():
+        raise FileNotFoundError(f"data folder not found: {data}")
+    logs = Path(log_dir) if log_dir is not None else default_log_dir(out_dir)
+    if logs.resolve().is_relative_to(out_dir.resolve()):
+        raise ValueError(f"the log folder {logs} lies inside the output folder {out_dir}: choose another --log-dir")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out_dir)
+
+    scan = discover_cases(data)
+    for problem in scan.problems:
+        logger.warning("%s", problem)
+    cases = select_cases(scan.cases, beg, end, shard)
+    logger.info("%d case(s) to process in %s", len(cases), data)
+
+    records: list[CaseRecord] = []
+    todo: list[Case] = []
+    for case in cases:
+        target = output_path(out_dir, case.id)
+        if not overwrite and _output_complete(target):
+            records.append(CaseRecord(case.id, "skipped", str(target)))
+        else:
+            todo.append(case)
+
+    with ThreadPoolExecutor(max_workers=1) as reader:  # reads the next case while the current one samples
+        pending: Future | None = reader.submit(_read, todo[0]) if todo else None
+        for i, case in enumerate(tqdm(todo, desc="cases", unit="case", disable=not progress)):
+            loaded = pending.result() if pending is not None else _read(case)
+            pending = reader.submit(_read, todo[i + 1]) if i + 1 < len(todo) else None
+            target = output_path(out_dir, case.id)
+            if isinstance(loaded, CaseError):
+                logger.error("case %s: %s; no output written", case.id, loaded)
+                records.append(CaseRecord(case.id, "failed", None, reason=str(loaded)))
+                continue
+            try:
+                records.append(process_case(inpainter, loaded, target))
+            except Exception as exc:  # noqa: BLE001 - record and go on with the next case
+                logger.exception("case %s: could not write an output: %s", case.id, exc)
+                records.append(CaseRecord(case.id, "failed", None, reason=f"{type(exc).__name__}: {exc}"))
+    method = f"the {inpainter.options.sampler} fill" if inpainter.options.classical else "the model"
+    summary = RunSummary(records, time.perf_counter() - start, logs, method)
+    _write_run_record(summary, inpainter, data, out_dir, logs, dict(overwrite=overwrite, beg=beg, end=end, shard=shard))
+    return summary
+
+
+def _write_run_record(
+    summary: RunSummary, inpainter: Inpainter, data: Path, out_dir: Path, logs: Path, args: dict[str, Any]
+) -> None:
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        logger.warning("cannot create the log folder %s (%s): no run record written", logs, exc)
+        summary.log_dir = None
+        return
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    record = {
+        "version": __version__,
+        "time_utc": stamp,
+        "data_folder": str(data.resolve()),
+        "output_folder": str(out_dir.resolve()),
+        "arguments": args,
+        "inpainter": inpainter.describe(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "summary": summary.line(),
+        "cases": [asdict(r) for r in summary.records],
+    }
+    atomic_write_text(logs / f"run-{stamp}.json", json.dumps(record, indent=2, default=str))
+
+
+__all__ = [
+    "FALLBACK_FILL",
+    "OUTPUT_SUFFIX",
+    "CaseRecord",
+    "RunSummary",
+    "default_log_dir",
+    "output_path",
+    "process_case",
+    "run_folder",
+    "select_cases",
+]
