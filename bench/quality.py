@@ -74,6 +74,37 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def network_calls(row: dict[str, object]) -> int:
+    """Model evaluations per case of a setting (0 for the classical fills)."""
+    if row["sampler"] in CLASSICAL_FILLS:
+        return 0
+    return int(row["steps"]) * int(row["samples"])  # type: ignore[arg-type]
+
+
+def plot(rows: list[dict[str, object]], path: Path) -> None:
+    """SSIM (Synapse formula) and seconds per case against network calls; classical fills as lines."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), tight_layout=True)
+    FigureCanvasAgg(fig)
+    ax_ssim, ax_time = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for row in rows:
+        ssim = row["summary"]["synapse"]["ssim"]["mean"]  # type: ignore[index]
+        calls = network_calls(row)
+        if calls == 0:
+            ax_ssim.axhline(ssim, linestyle="--", linewidth=1, label=str(row["setting"]), color="grey")
+            continue
+        ax_ssim.scatter([calls], [ssim], label=str(row["setting"]))
+        ax_time.scatter([calls], [row["seconds_per_case"]], label=str(row["setting"]))
+    for ax, label in ((ax_ssim, "SSIM in mask-healthy (Synapse formula)"), (ax_time, "seconds per case")):
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("network calls per case")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    fig.savefig(path, dpi=90)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="held-out cases with ground truth")
@@ -82,6 +113,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    parser.add_argument("--plot", type=Path, default=None, help="write the SSIM / time vs network calls PNG here")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
     args = parser.parse_args()
     rows = []
     for setting in args.settings:
@@ -90,6 +123,10 @@ def main() -> None:
     print(table(rows))
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
+    if args.markdown is not None:
+        args.markdown.write_text(table(rows) + "\n")
+    if args.plot is not None:
+        plot(rows, args.plot)
 
 
 if __name__ == "__main__":

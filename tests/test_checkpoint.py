@@ -173,3 +173,26 @@ def test_state_dict_input_and_map_location(tmp_path):
     loaded, _ = load_checkpoint(path, map_location="cpu")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
     assert next(loaded.parameters()).device.type == "cpu"
+
+
+def test_export_drops_training_state_and_keeps_weights(tmp_path):
+    from wdm_inpaint.checkpoint import export_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
+    from wdm_inpaint.config import ModeConfig, UNetConfig, WDMConfig
+    from wdm_inpaint.models.unet import WDMUNet
+
+    config = WDMConfig(
+        unet=UNetConfig(in_channels=16, model_channels=8, channel_mult=(1, 2), num_res_blocks=1, num_groups=4),
+        mode=ModeConfig(name="akh"),
+    )
+    model = WDMUNet(config.unet)
+    src = save_checkpoint(tmp_path / "train.pt", model, config, step=7, metadata={"run": "a"},
+                          training_state={"optimizer": {"lr": torch.tensor(1.0)}})
+    dst = export_checkpoint(src, tmp_path / "export.pt", metadata={"card": "docs/x.md"})
+    raw = read_checkpoint(dst)
+    assert "training_state" not in raw
+    assert raw["metadata"]["step"] == 7 and raw["metadata"]["extra"] == {"run": "a", "card": "docs/x.md"}
+    loaded, loaded_config = load_checkpoint(dst)
+    assert loaded_config == config
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert dst.stat().st_size < src.stat().st_size

@@ -147,8 +147,26 @@ def save_checkpoint(
         payload["training_state"] = training_state
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-    logger.info("saved checkpoint %s (mode %s, step %d)", path, config.mode.name, step)
+    logger.debug("saved checkpoint %s (mode %s, step %d)", path, config.mode.name, step)
     return path
+
+
+def export_checkpoint(
+    source: str | os.PathLike[str], destination: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+) -> Path:
+    """Copy a (training) checkpoint without its training state, for distribution.
+
+    The weights (the EMA weights when the run kept an EMA), the config and the step are kept; ``metadata`` is
+    merged into the stored ``metadata['extra']``.
+
+    Raises:
+        CheckpointError: if ``source`` is not a checkpoint of this project.
+    """
+    raw = read_checkpoint(source)
+    config = raw["config"]
+    extra = {**raw["metadata"].get("extra", {}), **(metadata or {})}
+    return save_checkpoint(destination, raw["state_dict"], config, step=int(raw["metadata"].get("step", 0)),
+                           metadata=extra)
 
 
 def _looks_like_upstream(obj: Any) -> bool:
@@ -245,6 +263,7 @@ def load_checkpoint(
 
 
 __all__ = [
+    "export_checkpoint",
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "CheckpointError",
