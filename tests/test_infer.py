@@ -394,3 +394,10 @@ def test_demo_case_end_to_end_then_validate_and_evaluate(tmp_path: Path, capsys)
     assert cli_main(["evaluate", "-i", str(DEMO_DIR), "-p", str(out), "--json", str(report)]) == 0
     scores = json.loads(report.read_text())
     assert "synapse" in json.dumps(scores) and "package" in json.dumps(scores)
+
+
+def test_steps_above_the_trained_timesteps_are_capped(inpainter: Inpainter) -> None:
+    trained = inpainter.config.schedule.num_timesteps
+    capped = inpainter.with_options(steps=trained + 5).pipeline_config(seed=0)
+    assert capped.sampler.num_steps == trained
+    assert inpainter.with_options(steps=3).pipeline_config(seed=0).sampler.num_steps == 3

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SAMPLER = "dpmpp_2m"
 """Default sampler of inference (chosen by measurement; see ``docs/performance.md``)."""
 
-DEFAULT_STEPS = 10
+DEFAULT_STEPS = 25
 """Default number of network calls of the default sampler (chosen by measurement)."""
 
 DIFFUSION_SAMPLERS = ("ddpm", "ddim", "dpmpp_2m")
@@ -180,8 +180,13 @@ class Inpainter:
     def pipeline_config(self, seed: int) -> PipelineConfig:
         """The :class:`PipelineConfig` used for one volume sampled with ``seed``."""
         o = self.options
+        steps = o.steps
+        trained = self.config.schedule.num_timesteps if self.config is not None else None
+        if steps is not None and trained is not None and steps > trained:
+            logger.warning("%d steps asked for, but the model was trained with T=%d: using %d", steps, trained, trained)
+            steps = trained
         return PipelineConfig(
-            sampler=SamplerConfig(name=o.sampler, num_steps=o.steps),  # type: ignore[arg-type]
+            sampler=SamplerConfig(name=o.sampler, num_steps=steps),  # type: ignore[arg-type]
             num_samples=o.samples,
             seed=seed,
             known_region=o.known_region,  # type: ignore[arg-type]
