@@ -39,10 +39,13 @@ def parse_setting(text: str) -> dict[str, object]:
     return {"sampler": sampler, "steps": steps, "samples": samples}
 
 
-def run_setting(data: Path, checkpoint: Path | None, setting: str, seed: int, device: str) -> dict[str, object]:
-    """Inpaint and score every case of ``data`` with one setting."""
+def run_setting(
+    data: Path, checkpoint: Path | None, setting: str, seed: int, device: str, crop: bool | None = None
+) -> dict[str, object]:
+    """Inpaint and score every case of ``data`` with one setting (``crop``: ``None`` = the checkpoint's)."""
     kwargs = parse_setting(setting)
-    inpainter = Inpainter.from_checkpoint(checkpoint, device=device, seed=seed, **kwargs)  # type: ignore[arg-type]
+    inpainter = Inpainter.from_checkpoint(checkpoint, device=device, seed=seed, crop=crop,  # type: ignore[arg-type]
+                                          **kwargs)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         summary = inpainter.infer_batch(data, Path(tmp) / "pred", log_dir=Path(tmp) / "logs", progress=False)
@@ -112,13 +115,16 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), help="sampler:steps:samples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    crop = parser.add_mutually_exclusive_group()
+    crop.add_argument("--crop", dest="crop", action="store_true", default=None, help="sample a box around the mask")
+    crop.add_argument("--no-crop", dest="crop", action="store_false", help="sample the whole volume")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument("--plot", type=Path, default=None, help="write the SSIM / time vs network calls PNG here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
     args = parser.parse_args()
     rows = []
     for setting in args.settings:
-        rows.append(run_setting(args.data, args.checkpoint, setting, args.seed, args.device))
+        rows.append(run_setting(args.data, args.checkpoint, setting, args.seed, args.device, args.crop))
         print(f"done: {setting} ({rows[-1]['seconds_per_case']:.1f} s per case)", flush=True)
     print(table(rows))
     if args.json is not None:

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SAMPLER = "dpmpp_2m"
 """Default sampler of inference (chosen by measurement; see ``docs/performance.md``)."""
 
-DEFAULT_STEPS = 25
+DEFAULT_STEPS = 10
 """Default number of network calls of the default sampler (chosen by measurement)."""
 
 DIFFUSION_SAMPLERS = ("ddpm", "ddim", "dpmpp_2m")
