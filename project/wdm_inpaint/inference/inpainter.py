@@ -66,6 +66,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
+def classical_inpaint(name: str, voided: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Fill ``mask`` of ``voided`` with the classical fill ``name``; the filled region is clamped at the floor.
+
+    Returns:
+        ``(D, H, W)`` float32: ``voided`` (as float32) outside the mask, the fill (>= 0) inside.
+    """
+    voided32 = voided.astype(np.float32, copy=False)
+    filled = np.maximum(classical_fill(name, voided.astype(np.float64, copy=False), mask), INTENSITY_FLOOR)
+    return np.where(mask, filled.astype(np.float32), voided32)
+
+
 def case_seed(seed: int, case_id: str) -> int:
     """Per-case seed derived from the run seed and the case ID (independent of order and sharding)."""
     return (seed * 1_000_003 + zlib.crc32(case_id.encode())) % (2**31)
@@ -249,9 +260,7 @@ class Inpainter:
             logger.warning("empty mask: nothing to inpaint, the output equals the input")
             return voided32.copy()
         if self.options.classical:
-            filled = classical_fill(self.options.sampler, voided32.astype(np.float64), mask_bin)
-            filled = np.maximum(filled, INTENSITY_FLOOR)
-            return np.where(mask_bin, filled.astype(np.float32), voided32)
+            return classical_inpaint(self.options.sampler, voided32, mask_bin)
         if self.config is None:
             raise RuntimeError(f"sampler {self.options.sampler!r} needs a model, but none is loaded")
         affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
@@ -259,8 +268,7 @@ class Inpainter:
             voided32, mask_bin, affine, self.config.preprocess, self.config.unet.image_multiple
         )
         out = self._sample_model_grid(image_t, mask_t, self.options.seed if seed is None else seed)
-        result = postprocess(out, state, voided32, mask_bin)
-        return np.where(mask_bin, result.astype(np.float32), voided32)
+        return postprocess(out, state, voided32, mask_bin)  # float32, pasted into voided32
 
     # ------------------------------------------------------------------ front door
 
@@ -345,5 +353,6 @@ __all__ = [
     "InferenceOptions",
     "Inpainter",
     "case_seed",
+    "classical_inpaint",
     "resolve_device",
 ]

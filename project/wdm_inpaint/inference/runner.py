@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,13 +26,10 @@ from tqdm.auto import tqdm
 from wdm_inpaint import __version__
 from wdm_inpaint.data.cases import Case, CaseError, discover_cases
 from wdm_inpaint.data.preprocess import INTENSITY_FLOOR
-from wdm_inpaint.fill import classical_fill
+from wdm_inpaint.inference.inpainter import Inpainter, case_seed, classical_inpaint
 from wdm_inpaint.inference.inputs import CaseInputs, read_case_inputs
 from wdm_inpaint.io.atomic import atomic_write_text
 from wdm_inpaint.io.nifti import NiftiError, load_image, write_like
-
-if TYPE_CHECKING:
-    from wdm_inpaint.inference.inpainter import Inpainter
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +136,7 @@ def _fallback_output(inputs: CaseInputs) -> np.ndarray:
     voided32 = inputs.voided.astype(np.float32)
     if inputs.passthrough:
         return np.where(inputs.mask, np.maximum(voided32, INTENSITY_FLOOR), voided32)
-    filled = classical_fill(FALLBACK_FILL, inputs.voided, inputs.mask)
-    return np.where(inputs.mask, np.maximum(filled, INTENSITY_FLOOR).astype(np.float32), voided32)
+    return classical_inpaint(FALLBACK_FILL, inputs.voided, inputs.mask)
 
 
 def _check_output(out: np.ndarray, inputs: CaseInputs) -> None:
@@ -178,8 +174,6 @@ def _model_output(inpainter: Inpainter, inputs: CaseInputs, seed: int) -> tuple[
 
 def process_case(inpainter: Inpainter, inputs: CaseInputs, out_path: Path) -> CaseRecord:
     """Inpaint one read case and write its output; falls back to the classical fill on any model failure."""
-    from wdm_inpaint.inference.inpainter import case_seed
-
     start = time.perf_counter()
     record = CaseRecord(inputs.case_id, "model", str(out_path), notes=list(inputs.notes))
     for note in inputs.notes:
