@@ -14,6 +14,7 @@ import torch
 from _inference_helpers import LPS_AFFINE, TINY_SHAPE, brain_volume, make_tiny_checkpoint, region_mask, write_case
 from wdm_inpaint.cli.main import main as cli_main
 from wdm_inpaint.inference.inpainter import Inpainter, case_seed
+from wdm_inpaint.io.nifti import read_nifti
 from wdm_inpaint.inference.runner import OUTPUT_SUFFIX, default_log_dir, run_folder, select_cases
 
 STEPS = 2
@@ -199,7 +200,7 @@ def test_cuda_out_of_memory_retries_on_cpu(inpainter: Inpainter, tmp_path: Path,
     fake = inpainter.with_options()
     fake.device = torch.device("cuda")
     moves: list[str] = []
-    original = Inpainter.inpaint_array
+    original = Inpainter.sample
 
     def flaky(self: Inpainter, *args, **kwargs):
         if self.device.type == "cuda":
@@ -211,13 +212,57 @@ def test_cuda_out_of_memory_retries_on_cpu(inpainter: Inpainter, tmp_path: Path,
         self.device = torch.device(device)
         return self
 
-    monkeypatch.setattr(Inpainter, "inpaint_array", flaky)
+    monkeypatch.setattr(Inpainter, "sample", flaky)
     monkeypatch.setattr(Inpainter, "to", move)
     monkeypatch.setattr(runner.torch.cuda, "empty_cache", lambda: None)
     summary = run_folder(fake, tmp_path / "data", tmp_path / "out", progress=False)
     assert summary.records[0].status == "model" and summary.records[0].device == "cpu"
     assert moves == ["cpu", "cuda"]
 
+
+
+def test_next_case_is_prepared_and_previous_one_written_while_a_case_samples(
+    inpainter: Inpainter, tmp_path: Path, monkeypatch
+) -> None:
+    import threading
+
+    ids = ["BraTS-GLI-00001-000", "BraTS-GLI-00002-000", "BraTS-GLI-00003-000"]
+    for k, cid in enumerate(ids):
+        write_case(tmp_path / "data", cid, seed=k)
+    prepared = {cid: threading.Event() for cid in ids}
+    finishing = {cid: threading.Event() for cid in ids}
+    order: list[str] = []
+    real_prepare, real_sample, real_finish = Inpainter.prepare, Inpainter.sample, Inpainter.finish
+    shape_to_id: dict[int, str] = {}
+
+    def prepare(self: Inpainter, voided, mask, affine=None):
+        out = real_prepare(self, voided, mask, affine)
+        cid = ids[len(shape_to_id)]
+        shape_to_id[id(out)] = cid
+        prepared[cid].set()
+        return out
+
+    def sample(self: Inpainter, vol, seed=None):
+        cid = shape_to_id[id(vol)]
+        order.append(f"sample {cid}")
+        later = ids.index(cid) + 1
+        if later < len(ids):  # the reader prepares the next case while this one samples
+            assert prepared[ids[later]].wait(timeout=30), f"{ids[later]} was not prepared during sampling"
+        if ids.index(cid) > 0:  # the writer finishes the previous case while this one samples
+            assert finishing[ids[ids.index(cid) - 1]].wait(timeout=30), "previous case not finished concurrently"
+        return real_sample(self, vol, seed)
+
+    def finish(self: Inpainter, vol, model_output):
+        finishing[shape_to_id[id(vol)]].set()
+        return real_finish(self, vol, model_output)
+
+    monkeypatch.setattr(Inpainter, "prepare", prepare)
+    monkeypatch.setattr(Inpainter, "sample", sample)
+    monkeypatch.setattr(Inpainter, "finish", finish)
+    summary = run_folder(inpainter, tmp_path / "data", tmp_path / "out", progress=False)
+    assert [r.status for r in summary.records] == ["model"] * 3
+    assert [r.case_id for r in summary.records] == ids
+    assert order == [f"sample {cid}" for cid in ids]
 
 # --------------------------------------------------------------------------- bad inputs
 
@@ -363,6 +408,25 @@ def test_cli_exit_codes_and_summary(checkpoint: Path, tmp_path: Path, capsys) ->
     assert cli_main(args) == 1  # a case without a voided scan gets no output
     assert cli_main(["infer", "-i", str(tmp_path / "missing"), "-o", str(tmp_path / "o2"), "-m", str(checkpoint)]) == 1
 
+
+
+def test_cli_fast_path_flags_reach_the_network_and_the_run_record(checkpoint: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_case(data, "BraTS-GLI-00001-000")
+    common = ["infer", "-i", str(data), "-m", str(checkpoint), "--steps", "2", "--no-progress", "--device", "cpu"]
+    assert cli_main(common + ["-o", str(tmp_path / "plain")]) == 0
+    assert cli_main(common + ["-o", str(tmp_path / "fast"), "--precision", "bfloat16", "--channels-last"]) == 0
+    records = {name: json.loads(next((tmp_path / f"{name}-logs").glob("run-*.json")).read_text())
+               for name in ("plain", "fast")}
+    assert records["plain"]["inpainter"]["acceleration"] == "fp32"  # auto on CPU
+    assert records["fast"]["inpainter"]["acceleration"] == "bf16+channels_last"
+    name = "BraTS-GLI-00001-000-t1n-inference.nii.gz"
+    plain = read_nifti(tmp_path / "plain" / name).data
+    fast = read_nifti(tmp_path / "fast" / name).data
+    mask = region_mask().astype(bool)
+    assert np.array_equal(plain[~mask], fast[~mask])
+    assert not np.array_equal(plain[mask], fast[mask])
+    assert np.abs(plain[mask] - fast[mask]).mean() <= 0.01 * np.ptp(plain[mask])
 
 # --------------------------------------------------------------------------- the committed demo case
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 
 import pytest
@@ -364,12 +363,3 @@ def test_invalid_inputs_and_options() -> None:
     with pytest.raises(ValueError, match="between 1 and the schedule's T=100"):
         InpaintingPipeline(RecordingModel(), cfg, quiet(sampler=SamplerConfig(num_steps=101)))
 
-
-def test_autocast_on_cpu_warns_and_runs_in_float32(caplog: pytest.LogCaptureFixture) -> None:
-    cfg = model_config("akh")
-    image, mask = make_case()
-    plain = InpaintingPipeline(RecordingModel(), cfg, quiet(sampler=SAMPLERS["ddim"]))(image, mask)
-    with caplog.at_level(logging.WARNING, logger="wdm_inpaint.pipeline.inpaint"):
-        auto = InpaintingPipeline(RecordingModel(), cfg, quiet(sampler=SAMPLERS["ddim"], autocast=True))(image, mask)
-    assert "CUDA-only" in caplog.text
-    assert torch.equal(plain, auto)

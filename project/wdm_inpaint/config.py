@@ -258,6 +258,8 @@ class PreprocessConfig:
         upper_quantile: upper clipping quantile (fraction).
         crop_margin: margin (voxels) around the mask bounding box for crop-based training and inference.
         crop: whether inference samples only a crop around the mask.
+        crop_split: with ``crop``, sample one box per group of far-apart connected components of the mask
+            instead of one box around all of it (see :mod:`wdm_inpaint.data.cropping`).
         intensity_restore: how a model output returns to the native intensity scale: ``lstsq`` (gain fitted
             outside the mask, as upstream) or ``percentile`` (inverse of the quantile normalisation).
     """
@@ -268,6 +270,7 @@ class PreprocessConfig:
     upper_quantile: float = 0.999
     crop_margin: int = 8
     crop: bool = False
+    crop_split: bool = True
     intensity_restore: Literal["lstsq", "percentile"] = "lstsq"
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from wdm_inpaint.inference.acceleration import PRECISIONS
 from wdm_inpaint.inference.inpainter import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_CHOICES
 
 EXIT_FALLBACK = 3
@@ -52,7 +53,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     crop.add_argument("--crop", dest="crop", action="store_true", default=None,
                       help="sample only a box around the mask")
     crop.add_argument("--no-crop", dest="crop", action="store_false", help="sample the whole volume")
-    p.add_argument("--no-autocast", dest="autocast", action="store_false", help="no bfloat16 autocast on CUDA")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="network precision: auto = bfloat16 autocast on CUDA, float32 on CPU (default: auto)")
+    layout = p.add_mutually_exclusive_group()
+    layout.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
+                        help="channels-last 3-D memory format (default: on CUDA only)")
+    layout.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                        help="plain contiguous memory format")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (pays over many cases; each new crop size compiles again)")
     p.add_argument("--beg", type=int, default=None, help="first case index (sorted by ID)")
     p.add_argument("--end", type=int, default=None, help="one past the last case index")
     p.add_argument("--shard", type=_shard, default=None, help="i/n: process every n-th case from i")
@@ -79,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         known_region=args.known_region,
         crop=args.crop,
-        autocast=args.autocast,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        compile=args.compile,
         progress=args.progress,
     )
     summary = run_folder(

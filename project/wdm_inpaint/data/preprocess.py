@@ -14,8 +14,7 @@ scale (``lstsq``: a no-intercept least-squares gain fitted outside the mask; ``p
 the quantile scaling), clamp at :data:`INTENSITY_FLOOR` and paste: voxels outside the mask are returned
 bit-identical to the voided input.
 
-The optional crop around the mask (:func:`mask_crop_box`, :func:`crop`, :func:`uncrop`) works on
-model-grid arrays and is exactly invertible.
+The optional crop around the mask lives in :mod:`wdm_inpaint.data.cropping` (re-exported here).
 """
 
 from __future__ import annotations
@@ -29,14 +28,10 @@ import numpy as np
 import torch
 
 from wdm_inpaint.config import PreprocessConfig
+from wdm_inpaint.data.mask_values import MASK_THRESHOLD, SPATIAL_DIMS, binarise_mask
+from wdm_inpaint.data.cropping import CropBox, crop, mask_crop_box, mask_crop_boxes, uncrop
 
 logger = logging.getLogger(__name__)
-
-SPATIAL_DIMS = 3
-"""Number of spatial axes."""
-
-MASK_THRESHOLD = 0.5
-"""A mask voxel belongs to the region to inpaint when its value is above this."""
 
 MODEL_MIN = -1.0
 """Lowest model intensity (the lower clipping quantile maps here)."""
@@ -199,11 +194,6 @@ def scale_from_model(y: np.ndarray, low: float, high: float) -> np.ndarray:
     """Inverse of :func:`scale_to_model` (without the clipping): [MODEL_MIN, MODEL_MAX] -> [low, high]."""
     unit = (np.asarray(y, dtype=np.float64) - MODEL_MIN) / (MODEL_MAX - MODEL_MIN)
     return unit * (high - low) + low
-
-
-def binarise_mask(mask: np.ndarray) -> np.ndarray:
-    """Boolean mask: True where ``mask`` > :data:`MASK_THRESHOLD`."""
-    return np.asarray(mask) > MASK_THRESHOLD
 
 
 def lstsq_gain(prediction: np.ndarray, reference: np.ndarray, known: np.ndarray) -> float:
@@ -434,93 +424,6 @@ def postprocess(
     return np.where(mask, restored.astype(out_dtype), voided_native.astype(out_dtype, copy=False))
 
 
-# --------------------------------------------------------------------------- crop around the mask
-
-
-@dataclass(frozen=True)
-class CropBox:
-    """A box of a model-grid volume.
-
-    Attributes:
-        start: (d, h, w) first voxel of the box.
-        size: (d, h, w) size of the box (multiples of the grid multiple where the grid allows).
-        grid_shape: (D, H, W) of the volume the box lies in.
-    """
-
-    start: tuple[int, int, int]
-    size: tuple[int, int, int]
-    grid_shape: tuple[int, int, int]
-
-    @property
-    def slices(self) -> tuple[slice, slice, slice]:
-        """Slices selecting the box from a (..., D, H, W) array (use as ``x[(..., *box.slices)]``)."""
-        return tuple(slice(s, s + n) for s, n in zip(self.start, self.size))  # type: ignore[return-value]
-
-
-def mask_crop_box(mask: np.ndarray | torch.Tensor, margin: int, multiple: int) -> CropBox:
-    """Box around the mask's bounding box plus ``margin``, with sizes rounded up to ``multiple``.
-
-    The box is centred on the (margin-grown) bounding box and shifted to stay inside the volume. A size
-    that would exceed the volume is capped at the volume size. An empty mask gives the whole volume.
-
-    Args:
-        mask: (..., D, H, W) mask on the model grid (nonzero above :data:`MASK_THRESHOLD`); leading axes are
-            combined.
-        margin: voxels added on every side of the bounding box (>= 0).
-        multiple: box sizes are multiples of this (``UNetConfig.image_multiple``).
-
-    Raises:
-        ValueError: for a negative margin or ``multiple`` < 1.
-    """
-    if margin < 0:
-        raise ValueError(f"crop margin must be >= 0, got {margin}")
-    if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, got {multiple}")
-    if isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
-    m = binarise_mask(mask)
-    grid = tuple(int(s) for s in m.shape[-SPATIAL_DIMS:])
-    m = m.reshape((-1,) + grid).any(axis=0)
-    if not m.any():
-        logger.warning("empty mask: the crop box is the whole volume")
-        return CropBox((0, 0, 0), grid, grid)  # type: ignore[arg-type]
-    start, size = [], []
-    for axis in range(SPATIAL_DIMS):
-        other = tuple(a for a in range(SPATIAL_DIMS) if a != axis)
-        idx = np.flatnonzero(m.any(axis=other))
-        lo, hi = int(idx[0]) - margin, int(idx[-1]) + 1 + margin
-        extent = hi - lo
-        n = min(-(-extent // multiple) * multiple, grid[axis])
-        s = lo - (n - extent) // 2
-        s = min(max(s, 0), grid[axis] - n)
-        start.append(s)
-        size.append(n)
-    return CropBox(tuple(start), tuple(size), grid)  # type: ignore[arg-type]
-
-
-def crop(x: np.ndarray | torch.Tensor, box: CropBox) -> np.ndarray | torch.Tensor:
-    """The box of a (..., D, H, W) array or tensor (a view)."""
-    if tuple(x.shape[-SPATIAL_DIMS:]) != box.grid_shape:
-        raise ValueError(f"array shape {tuple(x.shape)} does not match the crop grid {box.grid_shape}")
-    return x[(..., *box.slices)]
-
-
-def uncrop(
-    x_crop: np.ndarray | torch.Tensor, box: CropBox, base: np.ndarray | torch.Tensor
-) -> np.ndarray | torch.Tensor:
-    """Paste a cropped (..., d, h, w) array back into a copy of ``base`` (..., D, H, W).
-
-    ``uncrop(crop(x, box), box, base)`` equals ``x`` inside the box and ``base`` outside.
-    """
-    if tuple(x_crop.shape[-SPATIAL_DIMS:]) != box.size:
-        raise ValueError(f"cropped shape {tuple(x_crop.shape)} does not match the box size {box.size}")
-    if tuple(base.shape[-SPATIAL_DIMS:]) != box.grid_shape:
-        raise ValueError(f"base shape {tuple(base.shape)} does not match the crop grid {box.grid_shape}")
-    out = base.clone() if isinstance(base, torch.Tensor) else np.array(base, copy=True)
-    out[(..., *box.slices)] = x_crop
-    return out
-
-
 __all__ = [
     "CropBox",
     "GridPlacement",
@@ -537,6 +440,7 @@ __all__ = [
     "inverse_orientation",
     "lstsq_gain",
     "mask_crop_box",
+    "mask_crop_boxes",
     "model_grid_shape",
     "orientation_transform",
     "place_in_grid",

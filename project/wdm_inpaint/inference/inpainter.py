@@ -23,16 +23,21 @@ import torch
 from torch import nn
 
 from wdm_inpaint.config import WDMConfig
+from wdm_inpaint.data.cropping import CropBox, crop, mask_crop_box, mask_crop_boxes
 from wdm_inpaint.data.preprocess import (
     INTENSITY_FLOOR,
+    PreprocessState,
     binarise_mask,
-    crop,
-    mask_crop_box,
     postprocess,
     preprocess,
-    uncrop,
 )
 from wdm_inpaint.fill import CLASSICAL_FILLS, classical_fill
+from wdm_inpaint.inference.acceleration import (
+    AccelerationConfig,
+    ResolvedAcceleration,
+    prepare_model,
+    resolve_acceleration,
+)
 from wdm_inpaint.io.nifti import read_nifti, write_like
 from wdm_inpaint.pipeline.config import PipelineConfig
 from wdm_inpaint.samplers.base import SamplerConfig
@@ -93,8 +98,13 @@ class InferenceOptions:
         samples: K independent samples averaged inside the mask.
         seed: run seed; each case samples with :func:`case_seed` of it.
         known_region: ``upstream`` (clean known tissue) or ``matched`` (scaled as in training).
-        crop: sample only a box around the mask (``None``: the checkpoint's ``preprocess.crop``).
-        autocast: bfloat16 autocast on CUDA.
+        crop: sample only boxes around the mask (``None``: the checkpoint's ``preprocess.crop``; one box per
+            group of far-apart components when the checkpoint's ``preprocess.crop_split`` is on).
+        precision: network precision, ``auto`` (bfloat16 autocast on CUDA, float32 on CPU), ``float32`` or
+            ``bfloat16`` (see :class:`~wdm_inpaint.inference.acceleration.AccelerationConfig`).
+        channels_last: channels-last 3-D memory format (``None``: on CUDA).
+        compile: ``torch.compile`` the network (a compilation per new crop size).
+        compile_mode: ``torch.compile`` mode (``None``: its default).
         progress: per-step progress bars.
     """
 
@@ -104,7 +114,10 @@ class InferenceOptions:
     seed: int = 0
     known_region: str = "upstream"
     crop: bool | None = None
-    autocast: bool = True
+    precision: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    compile_mode: str | None = None
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -114,11 +127,42 @@ class InferenceOptions:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
+        self.acceleration()  # validates precision
+
+    def acceleration(self) -> AccelerationConfig:
+        """The fast-path switches of these options."""
+        return AccelerationConfig(
+            precision=self.precision,  # type: ignore[arg-type]
+            channels_last=self.channels_last,
+            compile=self.compile,
+            compile_mode=self.compile_mode,
+        )
 
     @property
     def classical(self) -> bool:
         """Whether the sampler is a classical fill (no model)."""
         return self.sampler in CLASSICAL_FILLS
+
+
+@dataclass
+class PreparedVolume:
+    """A volume between the stages of :class:`Inpainter` (see :meth:`Inpainter.prepare`).
+
+    Attributes:
+        voided: ``(D, H, W)`` float32 voided scan, native grid.
+        mask: ``(D, H, W)`` bool region to inpaint, native grid.
+        image: ``(1, 1, D', H', W')`` model-grid image in [-1, 1] (``None`` when no sampling is needed).
+        mask_grid: ``(1, 1, D', H', W')`` model-grid mask.
+        state: what :func:`~wdm_inpaint.data.preprocess.postprocess` needs to undo the preprocessing.
+        result: the final output when no sampling is needed (empty mask, classical fill).
+    """
+
+    voided: np.ndarray
+    mask: np.ndarray
+    image: torch.Tensor | None = None
+    mask_grid: torch.Tensor | None = None
+    state: PreprocessState | None = None
+    result: np.ndarray | None = None
 
 
 class Inpainter:
@@ -137,11 +181,18 @@ class Inpainter:
     ) -> None:
         if not options.classical and (model is None or config is None):
             raise ValueError(f"sampler {options.sampler!r} needs a model and its config")
-        self.model = model.to(device).eval() if model is not None else None
+        self.model = model
         self.config = config
         self.options = options
-        self.device = device
         self.checkpoint_path = checkpoint_path
+        self.last_crop_boxes: list[CropBox] = []
+        self._place(device)
+
+    def _place(self, device: torch.device) -> None:
+        """Resolve the fast paths for ``device`` and prepare the network there."""
+        self.device = device
+        self.acceleration: ResolvedAcceleration = resolve_acceleration(self.options.acceleration(), device)
+        self._network = prepare_model(self.model, self.acceleration, device) if self.model is not None else None
 
     # ------------------------------------------------------------------ construction
 
@@ -180,10 +231,11 @@ class Inpainter:
         return cls(model, config, opts, dev, checkpoint_path=ckpt)
 
     def to(self, device: str | torch.device) -> Inpainter:
-        """Move the model to ``device`` (used to retry on CPU after a CUDA out-of-memory error)."""
-        self.device = torch.device(device)
-        if self.model is not None:
-            self.model.to(self.device)
+        """Move the model to ``device`` (used to retry on CPU after a CUDA out-of-memory error).
+
+        The ``auto`` fast paths are resolved again for the new device.
+        """
+        self._place(torch.device(device))
         return self
 
     # ------------------------------------------------------------------ core
@@ -201,48 +253,55 @@ class Inpainter:
             num_samples=o.samples,
             seed=seed,
             known_region=o.known_region,  # type: ignore[arg-type]
-            autocast=o.autocast and self.device.type == "cuda",
+            autocast=self.acceleration.autocast,
+            channels_last=self.acceleration.channels_last,
             progress=o.progress,
         )
 
-    def _sample_model_grid(self, image: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
-        """Run the diffusion pipeline on model-grid tensors ``(1, 1, D, H, W)``; returns the same shape."""
-        from wdm_inpaint.pipeline.inpaint import InpaintingPipeline
-
-        if self.config is None or self.model is None:
+    def crop_boxes(self, mask: torch.Tensor) -> list[CropBox] | None:
+        """The boxes sampled for a model-grid ``mask`` ``(1, 1, D, H, W)``; ``None``: the whole volume."""
+        if self.config is None:
             raise RuntimeError(f"sampler {self.options.sampler!r} needs a model, but none is loaded")
-        use_crop = self.config.preprocess.crop if self.options.crop is None else self.options.crop
-        box = None
-        if use_crop:
-            box = mask_crop_box(mask, self.config.preprocess.crop_margin, self.config.unet.image_multiple)
-            image_in, mask_in = crop(image, box), crop(mask, box)
-        else:
-            image_in, mask_in = image, mask
-        pipe = InpaintingPipeline(self.model, self.config, self.pipeline_config(seed))
+        pre = self.config.preprocess
+        if not (pre.crop if self.options.crop is None else self.options.crop):
+            return None
+        multiple = self.config.unet.image_multiple
+        if pre.crop_split:
+            return mask_crop_boxes(mask, pre.crop_margin, multiple)
+        return [mask_crop_box(mask, pre.crop_margin, multiple)]
+
+    def _sample_model_grid(self, image: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+        """Run the diffusion pipeline on model-grid tensors ``(1, 1, D, H, W)``; returns the same shape.
+
+        Each crop box is sampled on its own (box k > 0 with its own seed spawned from ``seed``); voxels
+        outside every box keep ``image``.
+        """
+        from wdm_inpaint.pipeline.inpaint import InpaintingPipeline, spawn_seeds
+
+        if self.config is None or self._network is None:
+            raise RuntimeError(f"sampler {self.options.sampler!r} needs a model, but none is loaded")
+        pipe = InpaintingPipeline(self._network, self.config, self.pipeline_config(seed))
+        boxes = self.crop_boxes(mask)
+        self.last_crop_boxes = list(boxes) if boxes is not None else []
         with torch.inference_mode():
-            out = pipe(image_in.to(self.device), mask_in.to(self.device)).float().cpu()
-        if box is not None:
-            out = uncrop(out, box, image)
+            if boxes is None:
+                return pipe(image.to(self.device), mask.to(self.device), seed=seed).float().cpu()
+            seeds = [seed] if len(boxes) == 1 else [seed] + spawn_seeds(seed, len(boxes))[1:]
+            out = image.clone()
+            for box, box_seed in zip(boxes, seeds):
+                sample = pipe(crop(image, box).to(self.device), crop(mask, box).to(self.device), seed=box_seed)
+                out[(..., *box.slices)] = sample.float().cpu()
         return out
 
-    def inpaint_array(
+    def prepare(
         self,
         voided: np.ndarray,
         mask: np.ndarray,
         affine: np.ndarray | None = None,
-        seed: int | None = None,
-    ) -> np.ndarray:
-        """Inpaint one native volume.
+    ) -> PreparedVolume:
+        """First stage of :meth:`inpaint_array` (CPU): check the inputs and bring them to the model grid.
 
-        Args:
-            voided: ``(D, H, W)`` voided scan, native intensities.
-            mask: ``(D, H, W)`` region to inpaint (values >= 0.5 count as inside).
-            affine: ``(4, 4)`` voxel-to-world matrix (orientation); ``None``: identity.
-            seed: sampling seed (``None``: the run seed).
-
-        Returns:
-            ``(D, H, W)`` float32: bit-identical to ``voided`` (as float32) outside the mask, inpainted
-            (>= 0) inside.
+        Runs without the model, so a runner can prepare the next case while the current one samples.
 
         Raises:
             ValueError: on shape mismatch, a non-3-D array or non-finite values.
@@ -258,17 +317,63 @@ class Inpainter:
         voided32 = voided.astype(np.float32, copy=False)
         if not mask_bin.any():
             logger.warning("empty mask: nothing to inpaint, the output equals the input")
-            return voided32.copy()
+            return PreparedVolume(voided32, mask_bin, result=voided32.copy())
         if self.options.classical:
-            return classical_inpaint(self.options.sampler, voided32, mask_bin)
+            return PreparedVolume(voided32, mask_bin, result=classical_inpaint(self.options.sampler, voided32, mask_bin))
         if self.config is None:
             raise RuntimeError(f"sampler {self.options.sampler!r} needs a model, but none is loaded")
         affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
         image_t, mask_t, state = preprocess(
             voided32, mask_bin, affine, self.config.preprocess, self.config.unet.image_multiple
         )
-        out = self._sample_model_grid(image_t, mask_t, self.options.seed if seed is None else seed)
-        return postprocess(out, state, voided32, mask_bin)  # float32, pasted into voided32
+        return PreparedVolume(voided32, mask_bin, image_t, mask_t, state)
+
+    def sample(self, prepared: PreparedVolume, seed: int | None = None) -> torch.Tensor:
+        """Second stage (the model's device): sample the prepared volume.
+
+        Returns:
+            ``(1, 1, D', H', W')`` float32 CPU tensor on the model grid.
+        """
+        if prepared.image is None or prepared.mask_grid is None:
+            raise ValueError("this volume needs no sampling: its result is already in prepared.result")
+        return self._sample_model_grid(prepared.image, prepared.mask_grid, self.options.seed if seed is None else seed)
+
+    def finish(self, prepared: PreparedVolume, model_output: torch.Tensor) -> np.ndarray:
+        """Third stage (CPU): back to the native grid and intensities, pasted into the voided scan.
+
+        Returns:
+            ``(D, H, W)`` float32, bit-identical to the voided scan outside the mask.
+        """
+        if prepared.state is None:
+            raise ValueError("this volume was not sampled: its result is already in prepared.result")
+        return postprocess(model_output, prepared.state, prepared.voided, prepared.mask)  # float32, pasted
+
+    def inpaint_array(
+        self,
+        voided: np.ndarray,
+        mask: np.ndarray,
+        affine: np.ndarray | None = None,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Inpaint one native volume (:meth:`prepare`, :meth:`sample`, :meth:`finish`).
+
+        Args:
+            voided: ``(D, H, W)`` voided scan, native intensities.
+            mask: ``(D, H, W)`` region to inpaint (values >= 0.5 count as inside).
+            affine: ``(4, 4)`` voxel-to-world matrix (orientation); ``None``: identity.
+            seed: sampling seed (``None``: the run seed).
+
+        Returns:
+            ``(D, H, W)`` float32: bit-identical to ``voided`` (as float32) outside the mask, inpainted
+            (>= 0) inside.
+
+        Raises:
+            ValueError: on shape mismatch, a non-3-D array or non-finite values.
+        """
+        prepared = self.prepare(voided, mask, affine)
+        if prepared.result is not None:
+            return prepared.result
+        return self.finish(prepared, self.sample(prepared, seed))
 
     # ------------------------------------------------------------------ front door
 
@@ -332,6 +437,7 @@ class Inpainter:
         info: dict[str, Any] = {
             "options": to_dict(self.options),
             "device": str(self.device),
+            "acceleration": self.acceleration.describe(),
             "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
             "checkpoint_sha256": file_sha256(self.checkpoint_path) if self.checkpoint_path else None,
             "config": to_dict(self.config) if self.config is not None else None,
@@ -352,6 +458,7 @@ __all__ = [
     "SAMPLER_CHOICES",
     "InferenceOptions",
     "Inpainter",
+    "PreparedVolume",
     "case_seed",
     "classical_inpaint",
     "resolve_device",

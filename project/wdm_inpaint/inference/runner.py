@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from wdm_inpaint import __version__
 from wdm_inpaint.data.cases import Case, CaseError, discover_cases
 from wdm_inpaint.data.preprocess import INTENSITY_FLOOR
-from wdm_inpaint.inference.inpainter import Inpainter, case_seed, classical_inpaint
+from wdm_inpaint.inference.inpainter import Inpainter, PreparedVolume, case_seed, classical_inpaint
 from wdm_inpaint.inference.inputs import CaseInputs, read_case_inputs
 from wdm_inpaint.io.atomic import atomic_write_text
 from wdm_inpaint.io.nifti import NiftiError, load_image, write_like
@@ -155,55 +155,128 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def _model_output(inpainter: Inpainter, inputs: CaseInputs, seed: int) -> tuple[np.ndarray, str]:
-    """Inpaint with the model; a CUDA out-of-memory error retries on the CPU. Returns (output, device)."""
+def _model_output(inpainter: Inpainter, prepared: PreparedVolume, case_id: str, seed: int) -> tuple[torch.Tensor, str]:
+    """Sample with the model; a CUDA out-of-memory error retries on the CPU. Returns (model-grid output, device)."""
     try:
-        return inpainter.inpaint_array(inputs.voided, inputs.mask, inputs.affine, seed), str(inpainter.device)
+        return inpainter.sample(prepared, seed), str(inpainter.device)
     except RuntimeError as exc:
         if inpainter.device.type != "cuda" or not _is_oom(exc):
             raise
-        logger.warning("case %s: CUDA out of memory; retrying on the CPU", inputs.case_id)
+        logger.warning("case %s: CUDA out of memory; retrying on the CPU", case_id)
         torch.cuda.empty_cache()
         cuda = inpainter.device
         inpainter.to("cpu")
         try:
-            return inpainter.inpaint_array(inputs.voided, inputs.mask, inputs.affine, seed), "cpu"
+            return inpainter.sample(prepared, seed), "cpu"
         finally:
             inpainter.to(cuda)
 
 
-def process_case(inpainter: Inpainter, inputs: CaseInputs, out_path: Path) -> CaseRecord:
-    """Inpaint one read case and write its output; falls back to the classical fill on any model failure."""
-    start = time.perf_counter()
-    record = CaseRecord(inputs.case_id, "model", str(out_path), notes=list(inputs.notes))
-    for note in inputs.notes:
-        logger.warning("case %s: %s", inputs.case_id, note)
-    out: np.ndarray | None = None
+@dataclass
+class LoadedCase:
+    """A case after the first stage (reader thread): read, checked and, if the model may run, prepared."""
+
+    inputs: CaseInputs
+    prepared: PreparedVolume | None = None
+    prepare_error: Exception | None = None
+
+
+@dataclass
+class _SampledCase:
+    """A case after the second stage: the model's output (or the reason it has none)."""
+
+    loaded: LoadedCase
+    record: CaseRecord
+    start: float
+    model_output: torch.Tensor | None = None
+    ready: np.ndarray | None = None
+
+
+def load_case(inpainter: Inpainter, case: Case) -> LoadedCase | CaseError:
+    """Stage 1 (CPU): read and check a case and bring it to the model grid; a read error is returned."""
+    try:
+        inputs = read_case_inputs(case)
+    except CaseError as exc:
+        return exc
+    loaded = LoadedCase(inputs)
     if inputs.fallback_reason is None:
         try:
-            out, record.device = _model_output(inpainter, inputs, case_seed(inpainter.options.seed, inputs.case_id))
-            _check_output(out, inputs)
+            loaded.prepared = inpainter.prepare(inputs.voided, inputs.mask, inputs.affine)
+        except Exception as exc:  # noqa: BLE001 - any failure falls back to the classical fill
+            loaded.prepare_error = exc
+    return loaded
+
+
+def _model_failed(record: CaseRecord, case_id: str, exc: Exception) -> None:
+    logger.error("case %s: the model failed (%s); using the %s fill", case_id, exc, FALLBACK_FILL,
+                 exc_info=(type(exc), exc, exc.__traceback__))
+    record.reason = f"model failed: {type(exc).__name__}: {exc}"
+
+
+def sample_case(inpainter: Inpainter, loaded: LoadedCase) -> _SampledCase:
+    """Stage 2 (the model's device): sample a loaded case; failures are recorded for the classical fallback."""
+    inputs = loaded.inputs
+    job = _SampledCase(loaded, CaseRecord(inputs.case_id, "model", notes=list(inputs.notes)), time.perf_counter())
+    for note in inputs.notes:
+        logger.warning("case %s: %s", inputs.case_id, note)
+    if inputs.fallback_reason is not None:
+        job.record.reason = inputs.fallback_reason
+    elif loaded.prepare_error is not None:
+        _model_failed(job.record, inputs.case_id, loaded.prepare_error)
+    elif loaded.prepared is not None and loaded.prepared.result is not None:
+        job.ready = loaded.prepared.result
+    elif loaded.prepared is not None:
+        try:
+            seed = case_seed(inpainter.options.seed, inputs.case_id)
+            job.model_output, job.record.device = _model_output(inpainter, loaded.prepared, inputs.case_id, seed)
         except Exception as exc:  # noqa: BLE001 - any model failure falls back to the classical fill
-            logger.exception("case %s: the model failed (%s); using the %s fill", inputs.case_id, exc, FALLBACK_FILL)
-            record.reason = f"model failed: {type(exc).__name__}: {exc}"
+            _model_failed(job.record, inputs.case_id, exc)
+    return job
+
+
+def finish_case(inpainter: Inpainter, job: _SampledCase, out_path: Path) -> CaseRecord:
+    """Stage 3 (CPU): restore, check (or fall back to the classical fill) and write the output atomically."""
+    inputs, record = job.loaded.inputs, job.record
+    out = job.ready
+    if out is None and job.model_output is not None and job.loaded.prepared is not None:
+        try:
+            out = inpainter.finish(job.loaded.prepared, job.model_output)
+        except Exception as exc:  # noqa: BLE001 - any model failure falls back to the classical fill
+            _model_failed(record, inputs.case_id, exc)
+    if out is not None:
+        try:
+            _check_output(out, inputs)
+        except Exception as exc:  # noqa: BLE001 - a wrong output falls back to the classical fill
+            _model_failed(record, inputs.case_id, exc)
             out = None
-    else:
-        record.reason = inputs.fallback_reason
     if out is None:
         if inputs.fallback_reason is not None:
             logger.warning("case %s: %s; using the %s fill", inputs.case_id, inputs.fallback_reason, FALLBACK_FILL)
         record.status = "fallback"
         out = _fallback_output(inputs)
     write_like(out_path, out, inputs.reference)
-    record.seconds = time.perf_counter() - start
+    record.output = str(out_path)
+    record.seconds = time.perf_counter() - job.start
     return record
 
 
-def _read(case: Case) -> CaseInputs | CaseError:
+def process_case(inpainter: Inpainter, inputs: CaseInputs, out_path: Path) -> CaseRecord:
+    """Inpaint one read case and write its output, the three stages in a row (no threads)."""
+    loaded = LoadedCase(inputs)
+    if inputs.fallback_reason is None:
+        try:
+            loaded.prepared = inpainter.prepare(inputs.voided, inputs.mask, inputs.affine)
+        except Exception as exc:  # noqa: BLE001 - any failure falls back to the classical fill
+            loaded.prepare_error = exc
+    return finish_case(inpainter, sample_case(inpainter, loaded), out_path)
+
+
+def _finish_or_fail(inpainter: Inpainter, job: _SampledCase, out_path: Path) -> CaseRecord:
     try:
-        return read_case_inputs(case)
-    except CaseError as exc:
-        return exc
+        return finish_case(inpainter, job, out_path)
+    except Exception as exc:  # noqa: BLE001 - record and go on with the next case
+        logger.exception("case %s: could not write an output: %s", job.record.case_id, exc)
+        return CaseRecord(job.record.case_id, "failed", None, reason=f"{type(exc).__name__}: {exc}")
 
 
 def run_folder(
@@ -260,21 +333,24 @@ def run_folder(
         else:
             todo.append(case)
 
-    with ThreadPoolExecutor(max_workers=1) as reader:  # reads the next case while the current one samples
-        pending: Future | None = reader.submit(_read, todo[0]) if todo else None
+    # three stages overlap: the reader prepares case i+1 and the writer finishes case i-1 while case i samples
+    slots: list[CaseRecord | Future] = list(records)
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+        pending: Future | None = reader.submit(load_case, inpainter, todo[0]) if todo else None
+        writing: Future | None = None
         for i, case in enumerate(tqdm(todo, desc="cases", unit="case", disable=not progress)):
-            loaded = pending.result() if pending is not None else _read(case)
-            pending = reader.submit(_read, todo[i + 1]) if i + 1 < len(todo) else None
-            target = output_path(out_dir, case.id)
+            loaded = pending.result() if pending is not None else load_case(inpainter, case)
+            pending = reader.submit(load_case, inpainter, todo[i + 1]) if i + 1 < len(todo) else None
             if isinstance(loaded, CaseError):
                 logger.error("case %s: %s; no output written", case.id, loaded)
-                records.append(CaseRecord(case.id, "failed", None, reason=str(loaded)))
+                slots.append(CaseRecord(case.id, "failed", None, reason=str(loaded)))
                 continue
-            try:
-                records.append(process_case(inpainter, loaded, target))
-            except Exception as exc:  # noqa: BLE001 - record and go on with the next case
-                logger.exception("case %s: could not write an output: %s", case.id, exc)
-                records.append(CaseRecord(case.id, "failed", None, reason=f"{type(exc).__name__}: {exc}"))
+            job = sample_case(inpainter, loaded)
+            if writing is not None:
+                writing.result()  # at most one finished volume waits in memory
+            writing = writer.submit(_finish_or_fail, inpainter, job, output_path(out_dir, case.id))
+            slots.append(writing)
+    records = [slot.result() if isinstance(slot, Future) else slot for slot in slots]
     method = f"the {inpainter.options.sampler} fill" if inpainter.options.classical else "the model"
     summary = RunSummary(records, time.perf_counter() - start, logs, method)
     _write_run_record(summary, inpainter, data, out_dir, logs, dict(overwrite=overwrite, beg=beg, end=end, shard=shard))

@@ -37,7 +37,10 @@ class PipelineConfig:
             schedule's index unchanged (the reference submission: t up to 4999 for a model trained on 0..999).
         jump_length: unconditional (``default``) mode: RePaint resampling jumps go back this many grid steps.
         jump_n_sample: unconditional mode: each jump point is visited this many times (1 = no resampling).
-        autocast: run the model under bfloat16 autocast (CUDA only; ignored with a warning on CPU).
+        autocast: run the network under bfloat16 autocast on the model's device (weights, sampler arithmetic,
+            wavelet transforms and the known-region paste stay float32).
+        channels_last: hand the network its input in channels-last 3-D memory format (give the model the same
+            format: ``model.to(memory_format=torch.channels_last_3d)``).
         progress: show a progress bar over the model calls.
     """
 
@@ -52,6 +55,7 @@ class PipelineConfig:
     jump_length: int = 10
     jump_n_sample: int = 1
     autocast: bool = False
+    channels_last: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:

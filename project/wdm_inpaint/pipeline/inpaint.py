@@ -305,19 +305,18 @@ class InpaintingPipeline:
     def _denoise(self, x: torch.Tensor, t: int, condition: torch.Tensor | None) -> torch.Tensor:
         """One network evaluation: x0 prediction ``(B, 8, ...)`` in ``x``'s dtype."""
         model_input = x if condition is None else torch.cat([x, condition.to(x.dtype)], dim=1)
+        if self.config.channels_last:
+            model_input = model_input.contiguous(memory_format=torch.channels_last_3d)
         t_model = torch.full((x.shape[0],), self.model_timestep(t), dtype=torch.long, device=x.device)
         with self._autocast(x.device):
             out = self.model(model_input, t_model)
         self._calls += 1
-        return out.to(x.dtype)
+        return out.to(dtype=x.dtype, memory_format=torch.contiguous_format)
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         if not self.config.autocast:
             return contextlib.nullcontext()
-        if device.type != "cuda":
-            logger.warning("PipelineConfig.autocast is CUDA-only; running in float32 on %s", device)
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
     def _check_inputs(self, image: torch.Tensor, mask: torch.Tensor) -> None:
         if image.dim() != 5 or image.shape[1] != 1:
