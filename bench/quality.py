@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from wdm_inpaint.evaluation.evaluate import evaluate_folder
+from wdm_inpaint.inference.acceleration import PRECISIONS
 from wdm_inpaint.inference.inpainter import CLASSICAL_FILLS, Inpainter
 
 DEFAULT_SETTINGS = ("harmonic", "mean", "ddim:10:1", "dpmpp_2m:10:1", "dpmpp_2m:20:1", "dpmpp_2m:10:4")
@@ -40,12 +41,13 @@ def parse_setting(text: str) -> dict[str, object]:
 
 
 def run_setting(
-    data: Path, checkpoint: Path | None, setting: str, seed: int, device: str, crop: bool | None = None
+    data: Path, checkpoint: Path | None, setting: str, seed: int, device: str, crop: bool | None = None,
+    precision: str = "auto",
 ) -> dict[str, object]:
     """Inpaint and score every case of ``data`` with one setting (``crop``: ``None`` = the checkpoint's)."""
     kwargs = parse_setting(setting)
     inpainter = Inpainter.from_checkpoint(checkpoint, device=device, seed=seed, crop=crop,  # type: ignore[arg-type]
-                                          **kwargs)
+                                          precision=precision, **kwargs)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         summary = inpainter.infer_batch(data, Path(tmp) / "pred", log_dir=Path(tmp) / "logs", progress=False)
@@ -54,6 +56,7 @@ def run_setting(
     cases = max(1, len(summary.records))
     return {
         "setting": setting,
+        "precision": inpainter.acceleration.describe(),
         **kwargs,
         "cases": len(summary.records),
         "fallbacks": summary.fallbacks,
@@ -118,13 +121,14 @@ def main() -> None:
     crop = parser.add_mutually_exclusive_group()
     crop.add_argument("--crop", dest="crop", action="store_true", default=None, help="sample a box around the mask")
     crop.add_argument("--no-crop", dest="crop", action="store_false", help="sample the whole volume")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="network precision (default: auto)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument("--plot", type=Path, default=None, help="write the SSIM / time vs network calls PNG here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
     args = parser.parse_args()
     rows = []
     for setting in args.settings:
-        rows.append(run_setting(args.data, args.checkpoint, setting, args.seed, args.device, args.crop))
+        rows.append(run_setting(args.data, args.checkpoint, setting, args.seed, args.device, args.crop, args.precision))
         print(f"done: {setting} ({rows[-1]['seconds_per_case']:.1f} s per case)", flush=True)
     print(table(rows))
     if args.json is not None:

@@ -64,7 +64,7 @@ REFERENCE_VARIANT = "fp32"
 VARIANT_PARTS = {"fp32", "bf16", "channels_last", "compile"}
 """Parts a variant name is made of, joined by ``+``."""
 
-DEFAULT_SETTINGS = ("ddim:1", "dpmpp_2m:10", "dpmpp_2m:25", "ddpm:1000")
+DEFAULT_SETTINGS = ("ddim:1", "dpmpp_2m:5", "dpmpp_2m:10", "dpmpp_2m:25", "ddpm:1000")
 """``sampler:steps`` settings run end to end."""
 
 TIMESTEP = 500
@@ -72,6 +72,9 @@ TIMESTEP = 500
 
 PIPELINE_STEPS = 10
 """Steps timed with the zero-cost stand-in network."""
+
+PIPELINE_VARIANT = "pipeline work, no network"
+"""Row label of the pipeline's own work per step."""
 
 KIB = 1024
 
@@ -239,7 +242,7 @@ def time_pipeline_work(
     pipe(image, mask)
     synchronize(device)
     per_step = (time.perf_counter() - start) / steps
-    return CallTiming(model_name, grid, list(shape), "pipeline work, no network", float("nan"), per_step, steps)
+    return CallTiming(model_name, grid, list(shape), PIPELINE_VARIANT, float("nan"), per_step, steps)
 
 
 # --------------------------------------------------------------------------- end to end
@@ -263,42 +266,66 @@ class CaseTiming:
 
 
 def run_end_to_end(
-    model_name: str, base: Inpainter, data: Path, setting: str, variant: str, device: torch.device
+    model_name: str, base: Inpainter, data: Path, setting: str, variant: str, device: torch.device, warmup: bool,
+    repeats: int = 1,
 ) -> CaseTiming:
-    """Inpaint every case of ``data`` with one setting and variant; seconds per case and peak memory."""
+    """Inpaint every case of ``data`` ``repeats`` times with one setting and variant.
+
+    Returns the median seconds per case over the repeats and the peak memory over all of them.
+    """
     sampler, steps = setting.split(":") if ":" in setting else (setting, "1")
     inpainter = base.with_options(sampler=sampler, steps=int(steps), **variant_options(variant))
     calls = inpainter.pipeline_config(0).sampler.num_steps or int(steps)
     with tempfile.TemporaryDirectory() as tmp:
-        # warm-up on the same case (allocator, compiled kernels); not counted
-        inpainter.infer_batch(data, Path(tmp) / "warm", log_dir=Path(tmp) / "warm-logs", progress=False, end=1)
+        if warmup:  # the first case once more, not counted (CUDA context, allocator, compiled kernels)
+            inpainter.infer_batch(data, Path(tmp) / "warm", log_dir=Path(tmp) / "warm-logs", progress=False, end=1)
         rss_ok = reset_peak_rss()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        synchronize(device)
-        start = time.perf_counter()
-        summary = inpainter.infer_batch(data, Path(tmp) / "pred", log_dir=Path(tmp) / "logs", progress=False)
-        synchronize(device)
-        seconds = time.perf_counter() - start
-    cases = max(1, len(summary.records))
-    if summary.fallbacks or summary.failed:
-        raise SystemExit(f"{model_name} {setting} {variant}: {summary.line()}")
+        per_case = []
+        for k in range(repeats):
+            synchronize(device)
+            start = time.perf_counter()
+            summary = inpainter.infer_batch(data, Path(tmp) / f"pred{k}", log_dir=Path(tmp) / f"logs{k}",
+                                            progress=False)
+            synchronize(device)
+            per_case.append((time.perf_counter() - start) / max(1, len(summary.records)))
+            if summary.fallbacks or summary.failed:
+                raise SystemExit(f"{model_name} {setting} {variant}: {summary.line()}")
+    cases = len(summary.records)
     return CaseTiming(
-        model_name, setting, variant, calls, seconds / cases,
+        model_name, setting, variant, calls, statistics.median(per_case),
         peak_rss_gib() if rss_ok else None,
         torch.cuda.max_memory_allocated(device) / KIB**3 if device.type == "cuda" else None,
         measured=True, cases=cases, boxes=[list(b.size) for b in inpainter.last_crop_boxes],
     )
 
 
-def extrapolate(rows: list[CaseTiming], model_name: str, setting: str, variant: str, calls: int) -> CaseTiming | None:
-    """Seconds per case of an unmeasured setting from a line through the measured (calls, seconds) points."""
+def extrapolate(
+    rows: list[CaseTiming], model_name: str, setting: str, variant: str, calls: int, seconds_per_call: float
+) -> CaseTiming | None:
+    """Seconds per case of an unmeasured setting: the measured fixed cost plus ``calls`` x ``seconds_per_call``.
+
+    The fixed cost (reading, preparing, restoring, writing) is the median over the measured settings of
+    ``seconds - calls * seconds_per_call``; ``seconds_per_call`` comes from the per-call timing (network plus the
+    pipeline's own work), which is steadier than differences of whole runs.
+    """
     points = [(r.network_calls, r.seconds_per_case) for r in rows
               if r.model == model_name and r.variant == variant and r.measured]
-    if len({c for c, _ in points}) < 2:
+    if not points:
         return None
-    slope, intercept = np.polyfit(*zip(*points), deg=1)
-    return CaseTiming(model_name, setting, variant, calls, float(intercept + slope * calls), None, None, measured=False)
+    fixed = statistics.median(sec - c * seconds_per_call for c, sec in points)
+    return CaseTiming(model_name, setting, variant, calls, fixed + calls * seconds_per_call, None, None, measured=False)
+
+
+def seconds_per_step(calls: list[CallTiming], model_name: str, variant: str) -> float | None:
+    """Network call plus pipeline work per step on the crop grid (summed over the case's boxes)."""
+    crop = [c for c in calls if c.model == model_name and c.grid == "crop"]
+    network = [c.median_s for c in crop if c.variant == variant]
+    work = [c.median_s for c in crop if c.variant == PIPELINE_VARIANT]
+    if not network:
+        return None
+    return sum(network) + sum(work)
 
 
 # --------------------------------------------------------------------------- report
@@ -329,6 +356,12 @@ def markdown(info: dict[str, Any], calls: list[CallTiming], cases: list[CaseTimi
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
@@ -346,9 +379,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="timed calls per variant (default 3 CPU, 20 CUDA)")
     parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), help="sampler:steps end to end")
     parser.add_argument("--e2e", nargs="+", default=None,
-                        help="variants run end to end (default: fp32, and the auto variant of the device if it differs)")
+                        help="variants run end to end (default: fp32 and bf16 on CPU, fp32 and bf16+channels_last on CUDA)")
     parser.add_argument("--max-measured-calls", type=int, default=None,
-                        help="settings with more network calls are extrapolated (default 25 on CPU, 1000 on CUDA)")
+                        help="settings with more network calls are extrapolated (default 10 on CPU, 1000 on CUDA)")
+    parser.add_argument("--repeats", type=int, default=3, help="end-to-end runs per setting; the median counts")
+    parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the first case once before timing end to end (default: on CUDA only)")
     parser.add_argument("--no-crop", action="store_true", help="end to end: sample the whole volume, not a crop")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
@@ -368,8 +404,8 @@ def main() -> None:
         variants = [REFERENCE_VARIANT, *variants]
     grids = args.grids or (["crop", "whole"] if cuda else ["crop"])
     rounds = args.rounds or (20 if cuda else 3)
-    e2e_variants = args.e2e or (["fp32", "bf16+channels_last"] if cuda else ["fp32"])
-    max_calls = args.max_measured_calls or (1000 if cuda else 25)
+    e2e_variants = args.e2e or (["fp32", "bf16+channels_last"] if cuda else ["fp32", "bf16"])
+    max_calls = args.max_measured_calls or (1000 if cuda else 10)
     info = {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "data": str(args.data)}
     print(f"{info['device_name']}, torch {info['torch']}, {info['threads']} thread(s)", flush=True)
@@ -398,11 +434,14 @@ def main() -> None:
                     sampler, steps = setting.split(":") if ":" in setting else (setting, "1")
                     calls = base.with_options(sampler=sampler, steps=int(steps)).pipeline_config(0).sampler.num_steps
                     if calls is not None and calls > max_calls:
-                        row = extrapolate(case_rows, model_name, setting, variant, calls)
+                        step = seconds_per_step(call_rows, model_name, variant)
+                        row = extrapolate(case_rows, model_name, setting, variant, calls, step) if step else None
                         if row is None:
                             continue
                     else:
-                        row = run_end_to_end(model_name, base, args.data, setting, variant, device)
+                        row = run_end_to_end(model_name, base, args.data, setting, variant, device,
+                                             warmup=args.warmup if args.warmup is not None else cuda,
+                                             repeats=args.repeats)
                     case_rows.append(row)
                     print(f"  {model_name} {setting} {variant}: {row.seconds_per_case:.2f} s/case "
                           f"({'measured' if row.measured else 'extrapolated'})", flush=True)

@@ -61,12 +61,16 @@ def differences(out: np.ndarray, case: dict[str, object]) -> tuple[float, float]
     return float(diff.mean()) / scale, float(diff.max()) / scale
 
 
-def test_auto_resolves_per_device() -> None:
+def test_auto_resolves_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wdm_inpaint.inference import acceleration
+
     auto = AccelerationConfig()
-    cpu = resolve_acceleration(auto, torch.device("cpu"))
     cuda = resolve_acceleration(auto, torch.device("cuda"))
-    assert (cpu.autocast, cpu.channels_last, cpu.compile) == (False, False, False)
     assert (cuda.autocast, cuda.channels_last, cuda.compile) == (True, True, False)
+    for native in (False, True):
+        monkeypatch.setattr(acceleration, "cpu_has_native_bf16", lambda native=native: native)
+        cpu = resolve_acceleration(auto, torch.device("cpu"))
+        assert (cpu.autocast, cpu.channels_last, cpu.compile) == (native, False, False)
     forced = resolve_acceleration(AccelerationConfig(precision="bfloat16", channels_last=True), torch.device("cpu"))
     assert forced.describe() == "bf16+channels_last"
     off = resolve_acceleration(AccelerationConfig(precision="float32", channels_last=False), torch.device("cuda"))

@@ -259,7 +259,8 @@ class PreprocessConfig:
         crop_margin: margin (voxels) around the mask bounding box for crop-based training and inference.
         crop: whether inference samples only a crop around the mask.
         crop_split: with ``crop``, sample one box per group of far-apart connected components of the mask
-            instead of one box around all of it (see :mod:`wdm_inpaint.data.cropping`).
+            instead of one box around all of it (see :mod:`wdm_inpaint.data.cropping`): fewer voxels, less
+            context. Off by default: on the bundled model it lowered SSIM (``docs/performance.md``).
         intensity_restore: how a model output returns to the native intensity scale: ``lstsq`` (gain fitted
             outside the mask, as upstream) or ``percentile`` (inverse of the quantile normalisation).
     """
@@ -270,7 +271,7 @@ class PreprocessConfig:
     upper_quantile: float = 0.999
     crop_margin: int = 8
     crop: bool = False
-    crop_split: bool = True
+    crop_split: bool = False
     intensity_restore: Literal["lstsq", "percentile"] = "lstsq"
 
     def __post_init__(self) -> None:

@@ -1,9 +1,13 @@
 """Fast paths of inference: bfloat16 autocast, channels-last 3-D memory format and ``torch.compile``.
 
 Each is a switch of :class:`AccelerationConfig` with an ``auto`` default resolved per device by
-:func:`resolve_acceleration`: on CUDA, bf16 autocast and channels-last are on; on CPU everything stays plain
-float32 (bf16 and channels-last convolutions are not faster on most CPUs). ``torch.compile`` is opt-in: it
-costs a compilation per new crop size (tens of seconds to minutes), which pays only over many cases.
+:func:`resolve_acceleration`, from measurements (``docs/performance.md``):
+
+* bf16 autocast: on CUDA, and on CPUs that compute bfloat16 natively (AVX-512 BF16 or AMX), where it halved the
+  time per call at the same quality; float32 on other CPUs, which would emulate it;
+* channels-last 3-D: on CUDA only (on CPU it was slower);
+* ``torch.compile``: opt-in. It costs a compilation per new crop size (tens of seconds to minutes), which pays
+  only over many cases.
 
 The model stays a plain ``nn.Module``: :func:`prepare_model` returns the module to call (the same module in
 channels-last layout, or its compiled wrapper); the pipeline applies autocast and the input memory format.
@@ -29,6 +33,14 @@ PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
 AUTO_FAST_DEVICE_TYPES = ("cuda",)
 """Device types on which ``auto`` turns bf16 autocast and channels-last on."""
 
+NATIVE_BF16_CPU_PROBES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+"""``torch.cpu`` functions telling whether the CPU computes bfloat16 natively."""
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX tiles)."""
+    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in NATIVE_BF16_CPU_PROBES)
+
 
 @dataclass(frozen=True)
 class AccelerationConfig:
@@ -37,7 +49,7 @@ class AccelerationConfig:
     Attributes:
         precision: ``bfloat16`` autocast of the network (weights stay float32; the sampler's arithmetic, the
             wavelet transforms and the known-region paste stay float32), ``float32``, or ``auto`` (bfloat16 on
-            CUDA, float32 elsewhere).
+            CUDA and on CPUs with native bfloat16, float32 elsewhere).
         channels_last: channels-last 3-D memory format for the weights and the network input; ``None``: on CUDA.
         compile: wrap the network in ``torch.compile``.
         compile_mode: ``torch.compile`` mode (``None``: its default; ``max-autotune`` searches kernels longer).
@@ -75,7 +87,10 @@ class ResolvedAcceleration:
 def resolve_acceleration(config: AccelerationConfig, device: torch.device) -> ResolvedAcceleration:
     """Resolve the ``auto`` values of ``config`` for ``device``."""
     fast = device.type in AUTO_FAST_DEVICE_TYPES
-    autocast = fast if config.precision == "auto" else config.precision == "bfloat16"
+    if config.precision == "auto":
+        autocast = fast or (device.type == "cpu" and cpu_has_native_bf16())
+    else:
+        autocast = config.precision == "bfloat16"
     channels_last = fast if config.channels_last is None else config.channels_last
     return ResolvedAcceleration(autocast, channels_last, config.compile, config.compile_mode)
 
@@ -107,9 +122,11 @@ def input_memory_format(accel: ResolvedAcceleration) -> torch.memory_format:
 
 __all__ = [
     "AUTO_FAST_DEVICE_TYPES",
+    "NATIVE_BF16_CPU_PROBES",
     "PRECISIONS",
     "AccelerationConfig",
     "ResolvedAcceleration",
+    "cpu_has_native_bf16",
     "input_memory_format",
     "prepare_model",
     "resolve_acceleration",

@@ -198,6 +198,11 @@ def load_case(inpainter: Inpainter, case: Case) -> LoadedCase | CaseError:
         inputs = read_case_inputs(case)
     except CaseError as exc:
         return exc
+    return prepare_case(inpainter, inputs)
+
+
+def prepare_case(inpainter: Inpainter, inputs: CaseInputs) -> LoadedCase:
+    """Bring a read case to the model grid unless it must be filled classically; a failure is kept, not raised."""
     loaded = LoadedCase(inputs)
     if inputs.fallback_reason is None:
         try:
@@ -262,13 +267,7 @@ def finish_case(inpainter: Inpainter, job: _SampledCase, out_path: Path) -> Case
 
 def process_case(inpainter: Inpainter, inputs: CaseInputs, out_path: Path) -> CaseRecord:
     """Inpaint one read case and write its output, the three stages in a row (no threads)."""
-    loaded = LoadedCase(inputs)
-    if inputs.fallback_reason is None:
-        try:
-            loaded.prepared = inpainter.prepare(inputs.voided, inputs.mask, inputs.affine)
-        except Exception as exc:  # noqa: BLE001 - any failure falls back to the classical fill
-            loaded.prepare_error = exc
-    return finish_case(inpainter, sample_case(inpainter, loaded), out_path)
+    return finish_case(inpainter, sample_case(inpainter, prepare_case(inpainter, inputs)), out_path)
 
 
 def _finish_or_fail(inpainter: Inpainter, job: _SampledCase, out_path: Path) -> CaseRecord:
