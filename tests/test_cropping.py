@@ -7,12 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from _inference_helpers import brain_volume
 from wdm_inpaint.checkpoint import save_checkpoint
 from wdm_inpaint.config import ModeConfig, PreprocessConfig, UNetConfig, WDMConfig
-from wdm_inpaint.data.cropping import MAX_SPLIT_COMPONENTS, CropBox, mask_crop_box, mask_crop_boxes
-from wdm_inpaint.inference.inpainter import Inpainter
+from wdm_inpaint.data.cropping import (
+    MAX_SPLIT_COMPONENTS,
+    WAVELET_BLOCK,
+    CropBox,
+    box_around,
+    mask_crop_box,
+    mask_crop_boxes,
+)
+from wdm_inpaint.inference.inpainter import InferenceOptions, Inpainter
 from wdm_inpaint.models.unet import WDMUNet
 
 MULTIPLE = 8
@@ -64,6 +72,7 @@ def test_boxes_are_disjoint_cover_the_mask_and_never_cost_more_than_one_box() ->
         assert covered_once(mask, boxes)
         assert all(not p.overlaps(q) for i, p in enumerate(boxes) for q in boxes[i + 1:])
         assert sum(box.volume for box in boxes) <= mask_crop_box(mask, MARGIN, MULTIPLE).volume
+        assert all(start % WAVELET_BLOCK == 0 for box in boxes for start in box.start)  # grid-aligned
 
 
 def test_many_components_and_empty_masks_give_one_box() -> None:
@@ -127,3 +136,44 @@ def test_inference_samples_each_far_apart_region_on_its_own(tmp_path: Path) -> N
     assert len(single.last_crop_boxes) == 1
     assert np.array_equal(one_box[~(a | b)], voided[~(a | b)])
     assert not np.array_equal(one_box[a | b], both[a | b])
+
+
+def test_box_start_is_aligned_even_when_centring_gives_an_odd_start() -> None:
+    grid = (64, 64, 64)
+    box = box_around((21, 10, 10), (30, 19, 19), grid, margin=0, multiple=8)  # centred start would be 21
+    assert box.start[0] % WAVELET_BLOCK == 0
+    assert box.start[0] <= 21 and box.start[0] + box.size[0] >= 30
+    tight = box_around((21, 0, 0), (37, 8, 8), grid, margin=0, multiple=8)  # 16 voxels from an odd start
+    assert (tight.start[0], tight.size[0]) == (16, 24)  # grown by one multiple to keep the extent inside
+
+
+class LocalNet(nn.Module):
+    """x0 = an affine function of the encoded mask, wavelet by wavelet: no context, no dependence on x_t."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(0.4))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.scale * x[:, 8:16] - 0.3
+
+
+def test_crop_inference_equals_whole_volume_inference_for_a_local_network() -> None:
+    """With a network that sees only its own Haar block, sampling a box must give the whole-volume result."""
+    config = WDMConfig(
+        unet=UNetConfig(in_channels=16, model_channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, num_groups=4),
+        mode=ModeConfig(name="akh"),
+        preprocess=PreprocessConfig(spatial_size=None, crop_margin=0),
+    )
+    t1n = brain_volume(GRID, seed=4).astype(np.float32)
+    region = ball(GRID, (22, 18, 14), 5)  # starts at odd voxels: an unaligned box would cut other Haar blocks
+    voided = np.where(region, 0.0, t1n).astype(np.float32)
+    outputs = {}
+    for crop in (True, False):
+        options = InferenceOptions(sampler="dpmpp_2m", steps=3, crop=crop, precision="float32")
+        inpainter = Inpainter(LocalNet(), config, options, torch.device("cpu"))
+        outputs[crop] = inpainter.inpaint_array(voided, region, seed=2)
+        if crop:
+            assert inpainter.last_crop_boxes and inpainter.last_crop_boxes[0].volume < np.prod(GRID)
+    assert np.array_equal(outputs[True][~region], voided[~region])
+    np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-5, atol=1e-4)

@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 COMPONENT_CONNECTIVITY = SPATIAL_DIMS
 """Voxels touching by a face, an edge or a corner belong to the same component (26-neighbourhood)."""
 
+WAVELET_BLOCK = 2
+"""Box starts are multiples of this (the Haar block), so the crop's wavelet grid is the whole volume's."""
+
 MAX_SPLIT_COMPONENTS = 64
 """With more connected components than this the mask is not split (one box): the merging is quadratic."""
 
@@ -86,16 +89,24 @@ def box_around(
 ) -> CropBox:
     """Box around the voxel extent ``[low, high)`` grown by ``margin``, sizes rounded up to ``multiple``.
 
-    The box is centred on the grown extent and shifted to stay inside ``grid``; a size that would exceed the
-    grid is capped at the grid size.
+    The box is centred on the grown extent, shifted to stay inside ``grid`` and to start on a multiple of
+    :data:`WAVELET_BLOCK` (grid-aligned: its Haar blocks are those of the whole volume); when that shift would
+    uncover part of the grown extent the size grows by one more ``multiple``. A size that would exceed the grid
+    is capped at the grid size.
     """
     start, size = [], []
     for axis in range(SPATIAL_DIMS):
         lo, hi = int(low[axis]) - margin, int(high[axis]) + margin
+        need_lo, need_hi = max(lo, 0), min(hi, grid[axis])
         extent = hi - lo
         n = min(-(-extent // multiple) * multiple, grid[axis])
-        s = lo - (n - extent) // 2
-        s = min(max(s, 0), grid[axis] - n)
+        while True:
+            s = lo - (n - extent) // 2
+            s = min(max(s, 0), grid[axis] - n)
+            s -= s % WAVELET_BLOCK
+            if (s <= need_lo and s + n >= need_hi) or n >= grid[axis]:
+                break
+            n = min(n + multiple, grid[axis])
         start.append(s)
         size.append(n)
     return CropBox(tuple(start), tuple(size), grid)  # type: ignore[arg-type]
@@ -207,6 +218,7 @@ def uncrop(
 __all__ = [
     "COMPONENT_CONNECTIVITY",
     "MAX_SPLIT_COMPONENTS",
+    "WAVELET_BLOCK",
     "CropBox",
     "box_around",
     "crop",
