@@ -44,13 +44,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from wdm_inpaint.checkpoint import save_checkpoint
 from wdm_inpaint.config import WDMConfig
-from wdm_inpaint.data.preprocess import binarise_mask, preprocess
-from wdm_inpaint.inference.acceleration import prepare_model
+from wdm_inpaint.inference.acceleration import AccelerationConfig, prepare_model, resolve_acceleration
 from wdm_inpaint.inference.inpainter import Inpainter, resolve_device
 from wdm_inpaint.io.nifti import read_nifti
 from wdm_inpaint.models.unet import WDMUNet, count_parameters
@@ -139,19 +137,30 @@ def model_checkpoint(name: str, checkpoint: Path | None, workdir: Path) -> Path 
 def sampled_grids(inpainter: Inpainter, case_dir: Path, grids: list[str]) -> dict[str, list[tuple[int, ...]]]:
     """Image shapes the inpainter samples for one case: its crop boxes, and/or the whole model grid."""
     voided = read_nifti(case_dir / f"{case_dir.name}-t1n-voided.nii.gz")
-    mask = binarise_mask(read_nifti(case_dir / f"{case_dir.name}-mask.nii.gz").data)
-    config = inpainter.config
-    if config is None:
-        raise SystemExit("per-call timing needs a diffusion model")
-    image_t, mask_t, _ = preprocess(voided.data.astype(np.float32), mask, voided.affine, config.preprocess,
-                                    config.unet.image_multiple)
+    mask = read_nifti(case_dir / f"{case_dir.name}-mask.nii.gz").data
+    prepared = inpainter.prepare(voided.data, mask, voided.affine)
+    if prepared.mask_grid is None:
+        raise SystemExit(f"{case_dir}: nothing to sample (empty mask or no model)")
     shapes: dict[str, list[tuple[int, ...]]] = {}
     if "crop" in grids:
-        boxes = inpainter.with_options(crop=True).crop_boxes(mask_t)
+        boxes = inpainter.with_options(crop=True).crop_boxes(prepared.mask_grid)
         shapes["crop"] = [tuple(b.size) for b in boxes or []]
     if "whole" in grids:
-        shapes["whole"] = [tuple(image_t.shape[2:])]
+        shapes["whole"] = [tuple(prepared.mask_grid.shape[2:])]
     return shapes
+
+
+def parse_setting(setting: str) -> tuple[str, int]:
+    """``sampler:steps`` (steps default 1) -> (sampler, steps)."""
+    sampler, _, steps = setting.partition(":")
+    return sampler, int(steps or 1)
+
+
+def network_calls(inpainter: Inpainter, steps: int) -> int:
+    """Network calls per sample: ``steps``, capped at the model's trained timesteps (as inference does)."""
+    if inpainter.config is None:
+        return 0
+    return min(steps, inpainter.config.schedule.num_timesteps)
 
 
 @dataclass
@@ -173,8 +182,6 @@ def time_calls(
     variants: list[str], device: torch.device, rounds: int,
 ) -> list[CallTiming]:
     """Round-robin per-call timing of every variant on one image shape (``(D, H, W)`` of the sampled box)."""
-    from wdm_inpaint.inference.acceleration import AccelerationConfig, resolve_acceleration
-
     wavelet_shape = tuple(s // 2 for s in shape)
     x = torch.randn(1, config.unet.in_channels, *wavelet_shape, device=device)
     t = torch.full((1,), TIMESTEP, dtype=torch.long, device=device)
@@ -273,9 +280,9 @@ def run_end_to_end(
 
     Returns the median seconds per case over the repeats and the peak memory over all of them.
     """
-    sampler, steps = setting.split(":") if ":" in setting else (setting, "1")
-    inpainter = base.with_options(sampler=sampler, steps=int(steps), **variant_options(variant))
-    calls = inpainter.pipeline_config(0).sampler.num_steps or int(steps)
+    sampler, steps = parse_setting(setting)
+    inpainter = base.with_options(sampler=sampler, steps=steps, **variant_options(variant))
+    calls = network_calls(inpainter, steps)
     with tempfile.TemporaryDirectory() as tmp:
         if warmup:  # the first case once more, not counted (CUDA context, allocator, compiled kernels)
             inpainter.infer_batch(data, Path(tmp) / "warm", log_dir=Path(tmp) / "warm-logs", progress=False, end=1)
@@ -431,9 +438,8 @@ def main() -> None:
                               f"({row.ratio_to_fp32:.2f} x fp32)", flush=True)
             for variant in e2e_variants:
                 for setting in args.settings:
-                    sampler, steps = setting.split(":") if ":" in setting else (setting, "1")
-                    calls = base.with_options(sampler=sampler, steps=int(steps)).pipeline_config(0).sampler.num_steps
-                    if calls is not None and calls > max_calls:
+                    calls = network_calls(base, parse_setting(setting)[1])
+                    if calls > max_calls:
                         step = seconds_per_step(call_rows, model_name, variant)
                         row = extrapolate(case_rows, model_name, setting, variant, calls, step) if step else None
                         if row is None:

@@ -10,13 +10,12 @@ import pytest
 import torch
 from monai.transforms import ResizeWithPadOrCrop
 from wdm_inpaint.config import PreprocessConfig
+from wdm_inpaint.data.cropping import crop, mask_crop_box, uncrop
 from wdm_inpaint.data.preprocess import (
     MODEL_MAX,
     MODEL_MIN,
-    crop,
     grid_placement,
     lstsq_gain,
-    mask_crop_box,
     model_grid_shape,
     place_in_grid,
     postprocess,
@@ -24,7 +23,6 @@ from wdm_inpaint.data.preprocess import (
     take_from_grid,
     to_model_grid,
     to_native_grid,
-    uncrop,
 )
 from wdm_inpaint.io.nifti import read_nifti, write_like
 

@@ -14,7 +14,7 @@ scale (``lstsq``: a no-intercept least-squares gain fitted outside the mask; ``p
 the quantile scaling), clamp at :data:`INTENSITY_FLOOR` and paste: voxels outside the mask are returned
 bit-identical to the voided input.
 
-The optional crop around the mask lives in :mod:`wdm_inpaint.data.cropping` (re-exported here).
+The optional crop around the mask lives in :mod:`wdm_inpaint.data.cropping`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import torch
 
 from wdm_inpaint.config import PreprocessConfig
 from wdm_inpaint.data.mask_values import MASK_THRESHOLD, SPATIAL_DIMS, binarise_mask
-from wdm_inpaint.data.cropping import CropBox, crop, mask_crop_box, mask_crop_boxes, uncrop
 
 logger = logging.getLogger(__name__)
 
@@ -425,7 +424,6 @@ def postprocess(
 
 
 __all__ = [
-    "CropBox",
     "GridPlacement",
     "INTENSITY_FLOOR",
     "MASK_THRESHOLD",
@@ -435,12 +433,9 @@ __all__ = [
     "PreprocessState",
     "apply_orientation",
     "binarise_mask",
-    "crop",
     "grid_placement",
     "inverse_orientation",
     "lstsq_gain",
-    "mask_crop_box",
-    "mask_crop_boxes",
     "model_grid_shape",
     "orientation_transform",
     "place_in_grid",
@@ -453,5 +448,4 @@ __all__ = [
     "take_from_grid",
     "to_model_grid",
     "to_native_grid",
-    "uncrop",
 ]

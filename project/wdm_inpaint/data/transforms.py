@@ -30,15 +30,8 @@ from monai.utils import convert_to_dst_type
 
 from wdm_inpaint.config import PreprocessConfig
 from wdm_inpaint.data.augment import AugmentConfig, build_augmentation
-from wdm_inpaint.data.preprocess import (
-    MASK_THRESHOLD,
-    PAD_VALUE,
-    CropBox,
-    crop,
-    mask_crop_box,
-    quantile_range,
-    scale_to_model,
-)
+from wdm_inpaint.data.cropping import CropBox, crop, mask_crop_box
+from wdm_inpaint.data.preprocess import MASK_THRESHOLD, PAD_VALUE, quantile_range, scale_to_model
 
 TRAINING_IMAGE_KEYS: tuple[str, ...] = ("t1n",)
 """Intensity images of a training sample."""
@@ -89,8 +82,8 @@ class QuantileClipScaled(MapTransform):
 class CropAroundMaskd(MapTransform):
     """Crop every key to a box around the union of ``source_keys`` masks (margin, sizes rounded to a multiple).
 
-    The box is stored under ``box_key`` (a :class:`~wdm_inpaint.data.preprocess.CropBox`) so the crop can be
-    undone with :func:`~wdm_inpaint.data.preprocess.uncrop`.
+    The box is stored under ``box_key`` (a :class:`~wdm_inpaint.data.cropping.CropBox`) so the crop can be
+    undone with :func:`~wdm_inpaint.data.cropping.uncrop`.
     """
 
     def __init__(
