@@ -4,10 +4,13 @@ For every setting the script inpaints all cases of ``--data`` (challenge layout 
 ``mask-healthy``), scores them with both challenge formulas (``wdm-inpaint evaluate``) and prints one table row:
 mean ± std of SSIM, PSNR and MSE inside ``mask-healthy`` and the seconds per case. ``--json`` keeps every figure.
 
-Settings are ``sampler:steps:samples`` (``harmonic`` and ``mean`` need no steps)::
+Settings are ``sampler:steps:samples[:strength]`` (``harmonic`` and ``mean`` need no steps; ``strength`` below 1
+starts from the model's anchor noised part-way, see ``PipelineConfig.strength``). Several held-out sets can be
+given as ``NAME=FOLDER``; each is reported separately, with a per-case table, and every set runs every setting
+in the same process (the classical fills ``harmonic`` and ``mean`` are always included)::
 
-    python bench/quality.py --data data/heldout -m model.pt \\
-        --settings harmonic mean ddim:10:1 dpmpp_2m:10:1 dpmpp_2m:10:4 ddpm:1000:1 --json quality.json
+    python bench/quality.py --data clean=data/heldout noisy=data/heldout_noisy -m model.pt \\
+        --settings ddim:1:1 dpmpp_2m:10:1 dpmpp_2m:10:4 --json quality.json
 """
 
 from __future__ import annotations
@@ -22,22 +25,38 @@ from wdm_inpaint.evaluation.evaluate import evaluate_folder
 from wdm_inpaint.inference.acceleration import PRECISIONS
 from wdm_inpaint.inference.inpainter import CLASSICAL_FILLS, Inpainter
 
-DEFAULT_SETTINGS = ("harmonic", "mean", "ddim:10:1", "dpmpp_2m:10:1", "dpmpp_2m:20:1", "dpmpp_2m:10:4")
-"""The sweep run when ``--settings`` is not given."""
+BASELINES = ("harmonic", "mean")
+"""Classical fills run on every set, whatever ``--settings`` says."""
+
+DEFAULT_SETTINGS = ("ddim:1:1", "ddim:10:1", "dpmpp_2m:10:1", "dpmpp_2m:10:4")
+"""The sweep run when ``--settings`` is not given (after :data:`BASELINES`)."""
 
 REPORTED = ("ssim", "psnr", "mse")
 """Metrics shown in the table (both formulas are kept in the JSON)."""
 
 
 def parse_setting(text: str) -> dict[str, object]:
-    """``sampler[:steps[:samples]]`` -> keyword arguments of :meth:`Inpainter.from_checkpoint`."""
+    """``sampler[:steps[:samples[:strength]]]`` -> keyword arguments of :meth:`Inpainter.from_checkpoint`."""
     parts = text.split(":")
     sampler = parts[0]
     if sampler in CLASSICAL_FILLS:
         return {"sampler": sampler, "steps": None, "samples": 1}
     steps = int(parts[1]) if len(parts) > 1 else 10
     samples = int(parts[2]) if len(parts) > 2 else 1
-    return {"sampler": sampler, "steps": steps, "samples": samples}
+    kwargs: dict[str, object] = {"sampler": sampler, "steps": steps, "samples": samples}
+    if len(parts) > 3:
+        kwargs["strength"] = float(parts[3])
+    return kwargs
+
+
+def parse_data(items: list[str]) -> dict[str, Path]:
+    """``NAME=FOLDER`` (or ``FOLDER``, named after its last part) -> ordered mapping of held-out sets."""
+    sets: dict[str, Path] = {}
+    for item in items:
+        name, _, folder = item.rpartition("=")
+        path = Path(folder)
+        sets[name or path.name] = path
+    return sets
 
 
 def run_setting(
@@ -64,6 +83,20 @@ def run_setting(
         "summary": report.summary,
         "per_case": {r.case_id: r.metrics.as_flat_dict() for r in report.results if r.metrics is not None},
     }
+
+
+def per_case_table(rows: list[dict[str, object]]) -> str:
+    """Markdown table: one line per case, SSIM / PSNR (Synapse formula) of every setting."""
+    cases = sorted({case for row in rows for case in row["per_case"]})  # type: ignore[union-attr]
+    head = "| case | " + " | ".join(str(row["setting"]) for row in rows) + " |"
+    lines = [head, "|" + "---|" * (len(rows) + 1)]
+    for case in cases:
+        cells = []
+        for row in rows:
+            m = row["per_case"].get(case)  # type: ignore[union-attr]
+            cells.append("—" if m is None else f"{m['synapse_ssim']:.4f} / {m['synapse_psnr']:.2f}")
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict[str, object]]) -> str:
@@ -113,7 +146,8 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="held-out cases with ground truth")
+    parser.add_argument("--data", nargs="+", required=True, metavar="[NAME=]FOLDER",
+                        help="held-out sets with ground truth, each reported separately")
     parser.add_argument("-m", "--checkpoint", type=Path, default=None, help="default: the bundled checkpoint")
     parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), help="sampler:steps:samples")
     parser.add_argument("--seed", type=int, default=0)
@@ -126,17 +160,25 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None, help="write the SSIM / time vs network calls PNG here")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here")
     args = parser.parse_args()
-    rows = []
-    for setting in args.settings:
-        rows.append(run_setting(args.data, args.checkpoint, setting, args.seed, args.device, args.crop, args.precision))
-        print(f"done: {setting} ({rows[-1]['seconds_per_case']:.1f} s per case)", flush=True)
-    print(table(rows))
+    settings = list(BASELINES) + [s for s in args.settings if s not in BASELINES]
+    results: dict[str, list[dict[str, object]]] = {}
+    report = []
+    for name, folder in parse_data(args.data).items():
+        rows = results.setdefault(name, [])
+        for setting in settings:
+            rows.append(run_setting(folder, args.checkpoint, setting, args.seed, args.device, args.crop,
+                                    args.precision))
+            print(f"done: {name} {setting} ({rows[-1]['seconds_per_case']:.1f} s per case)", flush=True)
+        report.append(f"## {name} ({folder}, {rows[0]['cases']} cases)\n\n{table(rows)}\n\nPer case, SSIM / PSNR "
+                      f"(Synapse formula):\n\n{per_case_table(rows)}\n")
+    text = "\n".join(report)
+    print(text)
     if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=2, default=str))
+        args.json.write_text(json.dumps(results, indent=2, default=str))
     if args.markdown is not None:
-        args.markdown.write_text(table(rows) + "\n")
+        args.markdown.write_text(text)
     if args.plot is not None:
-        plot(rows, args.plot)
+        plot([row for rows in results.values() for row in rows][: len(settings)], args.plot)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ import pytest
 from conftest import DEMO_DIR
 from scipy import ndimage
 from wdm_inpaint.cli.main import main
-from wdm_inpaint.data import templates as templates_module
+from wdm_inpaint.synthesis import templates as templates_module
 from wdm_inpaint.data.cases import ALL_KEYS, case_file_name, discover_cases
-from wdm_inpaint.data.demo import LICENCE_FILE, BlobConfig, DemoConfig, make_demo_case, random_blob
-from wdm_inpaint.data.templates import (
+from wdm_inpaint.synthesis.blobs import BlobConfig, random_blob
+from wdm_inpaint.synthesis.demo import LICENCE_FILE, DemoConfig, make_demo_case
+from wdm_inpaint.synthesis.templates import (
     BRATS_AFFINE,
     BRATS_SHAPE,
     HELD_OUT_TEMPLATE,

@@ -264,8 +264,8 @@ def test_impossible_placement_is_recorded_as_given_up(dataset, tmp_path):
 @pytest.mark.slow
 @pytest.mark.templates
 def test_rules_hold_on_a_real_brain_template(tmp_path):
-    from wdm_inpaint.data.demo import make_demo_data
-    from wdm_inpaint.data.templates import available_templates
+    from wdm_inpaint.synthesis.demo import make_demo_data
+    from wdm_inpaint.synthesis.templates import available_templates
 
     if "sri24" not in available_templates():
         pytest.skip("the sri24 brain template is not installed (pip install wdm-inpaint[templates])")

@@ -8,12 +8,11 @@ import torch.nn.functional as F
 
 from wdm_inpaint.config import ModeConfig, ScheduleConfig, UNetConfig
 from wdm_inpaint.diffusion.losses import ssim3d
+from wdm_inpaint.diffusion.registry import build_mode, mode_for_in_channels
 from wdm_inpaint.diffusion.modes import (
     AKHContextMode,
     AKHMode,
     DefaultMode,
-    build_mode,
-    mode_for_in_channels,
     randn_like,
     training_inputs,
     training_loss,

@@ -53,7 +53,7 @@ def check_config(config: WDMConfig, where: str = "config") -> None:
     Raises:
         ConfigError: naming both numbers.
     """
-    from wdm_inpaint.diffusion.modes import build_mode
+    from wdm_inpaint.diffusion.registry import build_mode
 
     try:
         mode = build_mode(config.mode)

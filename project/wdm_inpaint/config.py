@@ -235,13 +235,15 @@ class ModeConfig:
 
     Attributes:
         name: ``default`` (unconditional, noise everywhere), ``akh`` (always-known-healthy: mask as condition,
-            noise only in the region) or ``akh_context`` (akh plus the clean voided image as condition).
+            noise only in the region), ``akh_context`` (akh plus the clean voided image as condition) or ``prior``
+            (akh_context whose x0 is a residual over the harmonic fill of the hole; see
+            :mod:`wdm_inpaint.diffusion.prior_mode`).
         roi_loss_weight: weight of the in-region image-space MSE term (akh modes; upstream 10).
-        image_loss: image-space reconstruction loss of the akh_context mode: ``mse`` or ``l1``.
-        ssim_weight: weight of an optional (1 - SSIM) term (akh_context).
+        image_loss: image-space reconstruction loss of the akh_context and prior modes: ``mse`` or ``l1``.
+        ssim_weight: weight of an optional (1 - SSIM) term (akh_context, prior).
     """
 
-    name: Literal["default", "akh", "akh_context"] = "akh"
+    name: Literal["default", "akh", "akh_context", "prior"] = "akh"
     roi_loss_weight: float = 10.0
     image_loss: Literal["mse", "l1"] = "mse"
     ssim_weight: float = 0.0

@@ -256,8 +256,13 @@ def convert_checkpoint(
         ConversionError: if the file is not a convertible upstream U-Net, or ``mode`` does not fit its inputs.
     """
     from wdm_inpaint.checkpoint import check_config, save_checkpoint
-    from wdm_inpaint.diffusion.modes import mode_for_in_channels
+    from wdm_inpaint.diffusion.registry import MODES, mode_for_in_channels, upstream_modes
 
+    if mode is not None and mode in MODES and not MODES[mode].upstream:
+        raise ConversionError(
+            f"mode {mode!r} has no upstream counterpart, so no upstream checkpoint converts to it (upstream modes: "
+            f"{upstream_modes()}); train a {mode!r} model with 'wdm-inpaint train' instead"
+        )
     source = Path(source)
     if not source.is_file():
         raise FileNotFoundError(f"upstream checkpoint {source} does not exist")

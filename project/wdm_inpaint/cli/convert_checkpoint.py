@@ -26,10 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("destination", type=Path, help="wdm-inpaint checkpoint to write")
     parser.add_argument(
         "--mode",
-        choices=["default", "akh", "akh_context"],
+        choices=["default", "akh", "akh_context", "prior"],
         default=None,
         help="training mode of the model (default: inferred from the input channels: "
-        "8 default, 16 akh, 24 akh_context)",
+        "8 default, 16 akh, 24 akh_context; 'prior' has no upstream counterpart and is refused)",
     )
     parser.add_argument(
         "--num-timesteps",

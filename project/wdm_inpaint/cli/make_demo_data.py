@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wdm_inpaint.data.demo import DEFAULT_FIRST_CASE_NUMBER, LICENCE_FILE, make_demo_data
-from wdm_inpaint.data.templates import TEMPLATES, TemplateError, available_templates
+from wdm_inpaint.synthesis.demo import DEFAULT_FIRST_CASE_NUMBER, LICENCE_FILE, DemoConfig, make_demo_data
+from wdm_inpaint.synthesis.subjects import NOISY_SCAN_STD, SubjectConfig
+from wdm_inpaint.synthesis.templates import TEMPLATES, TemplateError, available_templates
 
 
 def _template_list(text: str) -> list[str]:
@@ -47,6 +48,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_FIRST_CASE_NUMBER,
         help="case number of the first case, IDs BraTS-GLI-<number>-000 (default %(default)s)",
     )
+    p.add_argument(
+        "--variation",
+        choices=["none", "subject", "noise"],
+        default="none",
+        help="none: the template as it is; subject: every case a new subject (random affine + elastic "
+        "deformation, bias field, gamma, blur, Rician noise); noise: the template with Rician noise of "
+        "--noise-std only (a noisy scan) (default %(default)s)",
+    )
+    p.add_argument(
+        "--noise-std",
+        type=float,
+        default=None,
+        help=f"Rician noise level in units of the brain's 99th percentile (noise: exactly this, default "
+        f"{NOISY_SCAN_STD}; subject: the upper bound of a uniform draw, default {SubjectConfig().noise_std})",
+    )
+    p.add_argument(
+        "--real-shapes",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that a healthy region is a rotated/flipped copy of the case's tumour core instead of a "
+        "random blob (default %(default)s)",
+    )
     p.set_defaults(func=run)
 
 
@@ -56,8 +80,15 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         lines = "\n  ".join(TEMPLATES[t].pip_install for t in missing)
         raise TemplateError(f"template package(s) not installed for {missing}; install with:\n  {lines}")
+    subject = SubjectConfig(kind=args.variation)
+    if args.variation == "noise":
+        subject = SubjectConfig(kind="noise", noise_std=NOISY_SCAN_STD if args.noise_std is None else args.noise_std)
+    elif args.noise_std is not None:
+        subject = SubjectConfig(kind=args.variation, noise_std=args.noise_std)
+    config = DemoConfig(subject=subject, real_shape_probability=args.real_shapes)
     folders = make_demo_data(
         args.output,
+        config=config,
         n_cases=args.n_cases,
         seed=args.seed,
         templates=args.templates,

@@ -1,1 +1,1 @@
-"""Data: BraTS cases, invertible preprocessing, split files, datasets and demo data."""
+"""Data: BraTS cases, invertible preprocessing, split files and datasets."""

@@ -21,6 +21,7 @@ from monai.transforms import (
 )
 
 from wdm_inpaint.config import ConfigError
+from wdm_inpaint.data.region_masks import RandRegionMaskd
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class AugmentConfig:
         bias_field_degree: degree of the bias-field polynomial.
         gamma_prob: probability of a gamma (contrast) change.
         gamma_range: range of the gamma exponent.
+        region_prob: probability that the first mask (the healthy region) is replaced by a random blob inside
+            the brain, away from the other masks (:class:`~wdm_inpaint.data.region_masks.RandRegionMaskd`).
+        region_radius_range: mean radius range of those blobs, voxels.
     """
 
     flip_prob: float = 0.5
@@ -59,9 +63,11 @@ class AugmentConfig:
     bias_field_degree: int = 3
     gamma_prob: float = 0.3
     gamma_range: tuple[float, float] = (0.7, 1.5)
+    region_prob: float = 0.0
+    region_radius_range: tuple[float, float] = (5.0, 14.0)
 
     def __post_init__(self) -> None:
-        for name in ("flip_prob", "affine_prob", "elastic_prob", "bias_field_prob", "gamma_prob"):
+        for name in ("flip_prob", "affine_prob", "elastic_prob", "bias_field_prob", "gamma_prob", "region_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"AugmentConfig.{name} must be in [0, 1], got {value}")
@@ -92,6 +98,9 @@ def build_augmentation(image_keys: Sequence[str], mask_keys: Sequence[str], conf
     keys = image_keys + mask_keys
     modes = ["bilinear"] * len(image_keys) + ["nearest"] * len(mask_keys)
     chain: list = []
+    if config.region_prob > 0 and image_keys and mask_keys:
+        chain.append(RandRegionMaskd(mask_keys[0], image_keys[0], avoid_keys=mask_keys[1:], prob=config.region_prob,
+                                     radius_range=config.region_radius_range))
     if config.flip_prob > 0:
         chain += [RandFlipd(keys=keys, prob=config.flip_prob, spatial_axis=axis) for axis in config.flip_axes]
     if config.affine_prob > 0:

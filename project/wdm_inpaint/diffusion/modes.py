@@ -50,12 +50,14 @@ class TrainingExample:
         known: ``(B, 1, D, H, W)`` the voided input as inference would see it (context modes), else ``None``.
         loss_weight: ``(B, 1, D, H, W)`` voxels that count in the loss (1) and voxels without ground truth (0);
             ``None`` = all voxels.
+        anchor: ``(B, 1, D, H, W)`` the image the prediction is a residual over (prior modes), else ``None``.
     """
 
     target: torch.Tensor
     region: torch.Tensor | None = None
     known: torch.Tensor | None = None
     loss_weight: torch.Tensor | None = None
+    anchor: torch.Tensor | None = None
 
 
 def _as_float(mask: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -69,6 +71,8 @@ class Mode(ABC):
     """Interface of a training / inpainting mode."""
 
     name: ClassVar[str] = ""
+    upstream: ClassVar[bool] = True
+    """Whether the reference (upstream) code has this mode, so that its checkpoints convert to it."""
     conditional: ClassVar[bool] = False
     """Whether the model takes conditioning channels (and inpainting may skip RePaint-style replacement)."""
     required_keys: ClassVar[tuple[str, ...]] = ("t1n",)
@@ -92,7 +96,11 @@ class Mode(ABC):
 
     @abstractmethod
     def condition(
-        self, codec: WaveletCodec, mask: torch.Tensor | None, known: torch.Tensor | None
+        self,
+        codec: WaveletCodec,
+        mask: torch.Tensor | None,
+        known: torch.Tensor | None,
+        anchor: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """Conditioning channels ``(B, condition_channels, D/2, H/2, W/2)`` (or ``None`` for unconditional).
 
@@ -100,6 +108,8 @@ class Mode(ABC):
             codec: the wavelet codec of the model.
             mask: ``(B, 1, D, H, W)`` region to inpaint (1) in image space.
             known: ``(B, 1, D, H, W)`` the voided image in [-1, 1] (values inside the mask are ignored).
+            anchor: ``(B, 1, D, H, W)`` the mode's :meth:`anchor` of ``mask`` and ``known``, when already computed
+                (prior modes; the others ignore it).
         """
 
     @abstractmethod
@@ -118,7 +128,20 @@ class Mode(ABC):
 
     def training_condition(self, codec: WaveletCodec, example: TrainingExample) -> torch.Tensor | None:
         """Conditioning channels during training: :meth:`condition` of the example's region and known image."""
-        return self.condition(codec, example.region, example.known)
+        return self.condition(codec, example.region, example.known, anchor=example.anchor)
+
+    def anchor(self, mask: torch.Tensor, known: torch.Tensor) -> torch.Tensor | None:
+        """The image ``(B, 1, D, H, W)`` the network's output is a residual over; ``None`` (the default) when the
+        network predicts x0 itself."""
+        del mask, known
+        return None
+
+    def compose(
+        self, codec: WaveletCodec, prediction: torch.Tensor, anchor: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The packed x0 estimate ``(B, 8, D/2, H/2, W/2)`` from the network's output (the default: the output)."""
+        del codec, anchor, mask
+        return prediction
 
     def noise(
         self, codec: WaveletCodec, example: TrainingExample, generator: torch.Generator | None = None
@@ -164,7 +187,11 @@ class DefaultMode(Mode):
         return 0
 
     def condition(
-        self, codec: WaveletCodec, mask: torch.Tensor | None, known: torch.Tensor | None
+        self,
+        codec: WaveletCodec,
+        mask: torch.Tensor | None,
+        known: torch.Tensor | None,
+        anchor: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """No conditioning: always ``None``."""
         return None
@@ -198,7 +225,11 @@ class AKHMode(Mode):
         return WAVELET_CHANNELS
 
     def condition(
-        self, codec: WaveletCodec, mask: torch.Tensor | None, known: torch.Tensor | None
+        self,
+        codec: WaveletCodec,
+        mask: torch.Tensor | None,
+        known: torch.Tensor | None,
+        anchor: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """Packed DWT of the binary mask (LLL scaled like an image): ``(B, 8, D/2, H/2, W/2)``."""
         if mask is None:
@@ -246,7 +277,11 @@ class AKHContextMode(Mode):
         return 2 * WAVELET_CHANNELS
 
     def condition(
-        self, codec: WaveletCodec, mask: torch.Tensor | None, known: torch.Tensor | None
+        self,
+        codec: WaveletCodec,
+        mask: torch.Tensor | None,
+        known: torch.Tensor | None,
+        anchor: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """``(B, 16, D/2, H/2, W/2)``: packed DWT of the mask, then of the voided image (mask voxels = -1)."""
         if mask is None or known is None:
@@ -291,36 +326,7 @@ class AKHContextMode(Mode):
         return {"loss": loss, **terms}
 
 
-MODES: dict[str, type[Mode]] = {cls.name: cls for cls in (DefaultMode, AKHMode, AKHContextMode)}
-"""Registry of the modes by name."""
-
-
-def build_mode(config: ModeConfig) -> Mode:
-    """Build the mode named by ``config.name``.
-
-    Raises:
-        ValueError: for an unknown name (the message lists the known ones).
-    """
-    if config.name not in MODES:
-        raise ValueError(f"unknown mode {config.name!r}; choose one of {sorted(MODES)}")
-    return MODES[config.name](config)
-
-
-def mode_for_in_channels(in_channels: int) -> str:
-    """Name of the mode whose U-Net takes ``in_channels`` input channels.
-
-    Raises:
-        ValueError: if no mode, or more than one, matches.
-    """
-    known = {name: cls(ModeConfig(name=name)).in_channels for name, cls in MODES.items()}  # type: ignore[arg-type]
-    names = [name for name, channels in known.items() if channels == in_channels]
-    if len(names) != 1:
-        raise ValueError(f"no unique mode takes {in_channels} input channels (modes and their inputs: {known})")
-    return names[0]
-
-
 __all__ = [
-    "MODES",
     "TUMOUR_FILL_VALUE",
     "VOID_VALUE",
     "WAVELET_CHANNELS",
@@ -329,8 +335,6 @@ __all__ = [
     "DefaultMode",
     "Mode",
     "TrainingExample",
-    "build_mode",
-    "mode_for_in_channels",
     "randn_like",
     "sample_timesteps",
     "training_inputs",

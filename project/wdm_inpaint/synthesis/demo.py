@@ -1,6 +1,6 @@
 """Synthetic BraTS local-synthesis cases built from real brain templates.
 
-Each case takes a template brain on the BraTS grid (:mod:`wdm_inpaint.data.templates`), optionally mirrors it
+Each case takes a template brain on the BraTS grid (:mod:`wdm_inpaint.synthesis.templates`), optionally mirrors it
 left-right and scales its intensities, and adds:
 
 * ``mask-unhealthy``: a smooth random blob (a sphere with anisotropic axes whose surface is perturbed by
@@ -11,7 +11,7 @@ left-right and scales its intensities, and adds:
 * ``mask`` = healthy OR unhealthy, and ``t1n-voided`` = ``t1n`` with ``mask`` voxels set to 0.
 
 Files are written in the challenge layout with the challenge's geometry (240x240x155, 1 mm,
-:data:`~wdm_inpaint.data.templates.BRATS_AFFINE`); intensities are int16, masks uint8. Every case draws from
+:data:`~wdm_inpaint.synthesis.templates.BRATS_AFFINE`); intensities are int16, masks uint8. Every case draws from
 its own generator seeded by ``(seed, case index)``, so a case does not depend on how many others are made.
 """
 
@@ -32,7 +32,8 @@ from scipy import ndimage
 
 from wdm_inpaint.config import to_dict
 from wdm_inpaint.data.cases import case_file_name
-from wdm_inpaint.data.templates import (
+from wdm_inpaint.synthesis.blobs import BlobConfig, dilate, local_edt, paste_centred, random_blob
+from wdm_inpaint.synthesis.templates import (
     BRATS_AFFINE,
     TEMPLATES,
     TemplateBrain,
@@ -41,6 +42,8 @@ from wdm_inpaint.data.templates import (
 )
 from wdm_inpaint.io.atomic import atomic_path, atomic_write_text
 from wdm_inpaint.masks.placement import PlacementRules, add_forbidden_region, place_shape
+from wdm_inpaint.masks.shapes import ShapeAugmentConfig, augment_real_shape
+from wdm_inpaint.synthesis.subjects import SubjectConfig, vary_subject
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +68,6 @@ MASK_DTYPE = np.uint8
 MIN_BRAIN_INTENSITY = 1
 """Brain voxels get at least this intensity, so ``t1n > 0`` is exactly the brain mask."""
 
-BLOB_PAD = 3
-"""Extra voxels around a blob's nominal extent in the window it is drawn in."""
-
 GZIP_LEVEL = 9
 """gzip level of the written files (small files for the committed demo case)."""
 
@@ -80,31 +80,6 @@ LICENCE_FILE = "LICENSES.md"
 
 class DemoError(RuntimeError):
     """A demo case could not be generated."""
-
-
-@dataclass(frozen=True)
-class BlobConfig:
-    """A random smooth blob: a perturbed ellipsoid.
-
-    Attributes:
-        radius_range: range of the mean radius, voxels.
-        aspect_range: range of the per-axis scale factors (anisotropy).
-        roughness: weight of the surface perturbation (0 = ellipsoid).
-        noise_sigma: smoothing sigma of the perturbation noise, voxels.
-    """
-
-    radius_range: tuple[float, float]
-    aspect_range: tuple[float, float] = (0.75, 1.3)
-    roughness: float = 0.5
-    noise_sigma: float = 3.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.radius_range[0] <= self.radius_range[1]:
-            raise ValueError(f"BlobConfig.radius_range must be 0 < low <= high, got {self.radius_range}")
-        if not 0 < self.aspect_range[0] <= self.aspect_range[1]:
-            raise ValueError(f"BlobConfig.aspect_range must be 0 < low <= high, got {self.aspect_range}")
-        if self.roughness < 0 or self.noise_sigma <= 0:
-            raise ValueError("BlobConfig.roughness must be >= 0 and noise_sigma > 0")
 
 
 @dataclass(frozen=True)
@@ -122,6 +97,10 @@ class DemoConfig:
         gain_range: random global intensity gain per case.
         mirror_probability: probability of mirroring the brain left-right.
         max_attempts: tumour/healthy draws before giving up on a case.
+        subject: how the template is turned into a new subject first (deformation, scanner changes; see
+            :mod:`wdm_inpaint.synthesis.subjects`); ``kind='none'`` keeps the template as it is.
+        real_shape_probability: probability that the healthy region is a randomly rotated and flipped copy of
+            the case's tumour core (a real lesion shape, as the organisers draw healthy masks) instead of a blob.
     """
 
     tumour: BlobConfig = field(default_factory=lambda: BlobConfig(radius_range=(10.0, 18.0)))
@@ -134,6 +113,8 @@ class DemoConfig:
     gain_range: tuple[float, float] = (0.8, 1.25)
     mirror_probability: float = 0.5
     max_attempts: int = 20
+    subject: SubjectConfig = field(default_factory=lambda: SubjectConfig(kind="none"))
+    real_shape_probability: float = 0.0
 
 
 @dataclass
@@ -153,71 +134,6 @@ def case_id(number: int, cohort: str = DEMO_COHORT, timepoint: int = DEMO_TIMEPO
     return f"BraTS-{cohort}-{number:05d}-{timepoint:03d}"
 
 
-def random_blob(rng: np.random.Generator, config: BlobConfig) -> np.ndarray:
-    """A random smooth, connected, hole-free blob cropped to its foreground.
-
-    Returns:
-        (d, h, w) bool array.
-    """
-    radius = float(rng.uniform(*config.radius_range))
-    aspect = rng.uniform(*config.aspect_range, size=3)
-    half = int(np.ceil(radius * float(aspect.max()) * (1.0 + config.roughness))) + BLOB_PAD
-    size = 2 * half + 1
-    coords = np.indices((size, size, size), dtype=np.float64) - half
-    r = np.sqrt(sum((coords[i] / aspect[i]) ** 2 for i in range(3))) / radius
-    noise = ndimage.gaussian_filter(rng.standard_normal((size, size, size)), config.noise_sigma)
-    noise /= max(float(noise.std()), np.finfo(float).eps)
-    blob = (1.0 - r + config.roughness * noise) > 0
-    labels, _ = ndimage.label(blob)
-    centre_label = labels[half, half, half]
-    if centre_label == 0:
-        blob = r <= 1.0  # the perturbation emptied the centre: fall back to the ellipsoid
-    else:
-        blob = labels == centre_label
-    blob = ndimage.binary_fill_holes(blob)
-    idx = np.nonzero(blob)
-    return blob[tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)]
-
-
-def paste_centred(shape: np.ndarray, centre: Sequence[int], volume_shape: tuple[int, ...]) -> np.ndarray:
-    """A volume-sized bool array with ``shape`` centred on ``centre`` (clipped at the volume border)."""
-    out = np.zeros(volume_shape, dtype=bool)
-    src, dst = [], []
-    for c, s, n in zip(centre, shape.shape, volume_shape):
-        start = int(c) - s // 2
-        lo, hi = max(start, 0), min(start + s, n)
-        if hi <= lo:
-            return out
-        dst.append(slice(lo, hi))
-        src.append(slice(lo - start, hi - start))
-    out[tuple(dst)] = shape[tuple(src)]
-    return out
-
-
-def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
-    idx = np.nonzero(mask)
-    return tuple(slice(max(int(i.min()) - pad, 0), min(int(i.max()) + 1 + pad, n)) for i, n in zip(idx, mask.shape))
-
-
-def _local_edt(inside: np.ndarray, region: np.ndarray, pad: int = 1) -> np.ndarray:
-    """Euclidean distance of ``inside`` voxels to the nearest non-``inside`` voxel, computed in the bounding box
-    of ``region`` grown by ``pad`` (exact when ``inside`` lies within ``region``; 0 elsewhere)."""
-    out = np.zeros(inside.shape)
-    box = _bounding_box(region, pad)
-    out[box] = ndimage.distance_transform_edt(inside[box])
-    return out
-
-
-def dilate(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Voxels within Euclidean distance ``radius`` of ``mask`` (a distance-transform dilation)."""
-    out = np.zeros(mask.shape, dtype=bool)
-    if not mask.any():
-        return out
-    box = _bounding_box(mask, int(np.ceil(radius)) + 1)
-    out[box] = ndimage.distance_transform_edt(~mask[box]) <= radius
-    return out
-
-
 def make_tumour(brain: np.ndarray, rng: np.random.Generator, config: DemoConfig) -> tuple[np.ndarray, np.ndarray]:
     """A tumour core inside the brain and its dilation (``mask-unhealthy``).
 
@@ -227,7 +143,7 @@ def make_tumour(brain: np.ndarray, rng: np.random.Generator, config: DemoConfig)
     Raises:
         DemoError: if no tumour fits after ``config.max_attempts`` draws.
     """
-    depth = _local_edt(brain, brain)
+    depth = local_edt(brain, brain)
     for _ in range(config.max_attempts):
         blob = random_blob(rng, config.tumour)
         radius = min(blob.shape) / 2.0
@@ -244,9 +160,16 @@ def make_tumour(brain: np.ndarray, rng: np.random.Generator, config: DemoConfig)
 
 
 def make_healthy(
-    brain: np.ndarray, unhealthy: np.ndarray, rng: np.random.Generator, config: DemoConfig
+    brain: np.ndarray,
+    unhealthy: np.ndarray,
+    rng: np.random.Generator,
+    config: DemoConfig,
+    lesion: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A healthy region placed by the organisers' rules (see :class:`DemoConfig.placement`).
+
+    With ``lesion`` (a lesion mask) the shape is, with probability ``config.real_shape_probability``, a random
+    flip/rotation of that lesion's shape instead of a random blob.
 
     Returns:
         ``(mask_healthy, placement info)``.
@@ -258,11 +181,17 @@ def make_healthy(
     distance = np.full(brain.shape, np.inf)
     add_forbidden_region(distance, unhealthy, config.placement.min_distance_voxels)
     for attempt in range(1, config.max_attempts + 1):
-        shape = random_blob(rng, config.healthy)
+        real = lesion is not None and config.real_shape_probability > 0 and (
+            rng.random() < config.real_shape_probability
+        )
+        shape = augment_real_shape(lesion, rng, ShapeAugmentConfig()) if real else random_blob(rng, config.healthy)
+        if not shape.any():
+            continue
         result = place_shape(shape, brain, unhealthy, config.placement, rng, distance=distance)
         if result.success and result.mask is not None:
             return result.mask, {
                 "shape_draws": attempt,
+                "healthy_shape": "lesion" if real else "blob",
                 "placement_tries": result.tries,
                 "inside_brain_fraction": round(result.inside_brain_fraction, 6),
                 "min_distance_to_unhealthy_at_least": config.placement.min_distance_voxels,
@@ -279,7 +208,7 @@ def make_demo_case(template: TemplateBrain, rng: np.random.Generator, config: De
         rng: the case's random generator.
         config: generator settings.
     """
-    image, brain = template.image, template.brain
+    image, brain, subject_info = vary_subject(template.image, template.brain, rng, config.subject)
     mirrored = bool(rng.random() < config.mirror_probability)
     if mirrored:
         # Axis 0 is left-right in the BraTS orientation (derived from the affine by load_template).
@@ -290,7 +219,7 @@ def make_demo_case(template: TemplateBrain, rng: np.random.Generator, config: De
     t1n = np.clip(np.rint(image * scale), 0, info_max)
     t1n = np.where(brain, np.maximum(t1n, MIN_BRAIN_INTENSITY), 0).astype(INTENSITY_DTYPE)
     core, unhealthy = make_tumour(brain, rng, config)
-    healthy, placement_info = make_healthy(brain, unhealthy, rng, config)
+    healthy, placement_info = make_healthy(brain, unhealthy, rng, config, lesion=core)
     mask = healthy | unhealthy
     t1n_voided = np.where(mask, 0, t1n).astype(INTENSITY_DTYPE)
     info = {
@@ -304,6 +233,8 @@ def make_demo_case(template: TemplateBrain, rng: np.random.Generator, config: De
         "mask_voxels": int(mask.sum()),
         **placement_info,
     }
+    if config.subject.kind != "none":
+        info["subject"] = subject_info
     return DemoCase(t1n, t1n_voided, mask, healthy, unhealthy, info)
 
 
@@ -402,7 +333,7 @@ def licences_markdown(templates: Sequence[str]) -> str:
     """Markdown with the licence notice of every template in ``templates``."""
     parts = [
         "# Licences of the brain templates in these cases\n",
-        "The T1 volumes in these folders are derived from the population-average brain templates below "
+        "The T1 volumes in these folders are derived from the brain templates below "
         "(resampled onto the BraTS grid, intensity-scaled, with synthetic masks). Each template's notice is kept "
         "as its terms require.\n",
     ]
