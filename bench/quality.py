@@ -23,7 +23,8 @@ from pathlib import Path
 
 from wdm_inpaint.evaluation.evaluate import evaluate_folder
 from wdm_inpaint.inference.acceleration import PRECISIONS
-from wdm_inpaint.inference.inpainter import CLASSICAL_FILLS, Inpainter
+from wdm_inpaint.fill import CLASSICAL_FILLS
+from wdm_inpaint.inference.inpainter import Inpainter
 
 BASELINES = ("harmonic", "mean")
 """Classical fills run on every set, whatever ``--settings`` says."""

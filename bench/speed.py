@@ -49,7 +49,8 @@ import torch
 from wdm_inpaint.checkpoint import save_checkpoint
 from wdm_inpaint.config import WDMConfig
 from wdm_inpaint.inference.acceleration import AccelerationConfig, prepare_model, resolve_acceleration
-from wdm_inpaint.inference.inpainter import Inpainter, resolve_device
+from wdm_inpaint.inference.inpainter import Inpainter
+from wdm_inpaint.inference.options import resolve_device
 from wdm_inpaint.io.nifti import read_nifti
 from wdm_inpaint.models.unet import WDMUNet, count_parameters
 

@@ -20,7 +20,8 @@ from wdm_inpaint.data.cropping import (
     mask_crop_box,
     mask_crop_boxes,
 )
-from wdm_inpaint.inference.inpainter import InferenceOptions, Inpainter
+from wdm_inpaint.inference.inpainter import Inpainter
+from wdm_inpaint.inference.options import InferenceOptions
 from wdm_inpaint.models.unet import WDMUNet
 
 MULTIPLE = 8

@@ -13,9 +13,11 @@ import torch
 
 from _inference_helpers import LPS_AFFINE, TINY_SHAPE, brain_volume, make_tiny_checkpoint, region_mask, write_case
 from wdm_inpaint.cli.main import main as cli_main
-from wdm_inpaint.inference.inpainter import Inpainter, case_seed
+from wdm_inpaint.inference.inpainter import Inpainter
+from wdm_inpaint.seeding import case_seed
 from wdm_inpaint.io.nifti import read_nifti
-from wdm_inpaint.inference.runner import OUTPUT_SUFFIX, default_log_dir, run_folder, select_cases
+from wdm_inpaint.inference.records import default_log_dir
+from wdm_inpaint.inference.runner import OUTPUT_SUFFIX, run_folder, select_cases
 
 STEPS = 2
 """Network calls per case in these tests (speed; the contract does not depend on it)."""

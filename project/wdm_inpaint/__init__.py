@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from wdm_inpaint.version import __version__
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

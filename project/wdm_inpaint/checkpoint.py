@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wdm_inpaint import __version__
+from wdm_inpaint.version import __version__
 from wdm_inpaint.config import ConfigError, WDMConfig, from_dict, to_dict
 from wdm_inpaint.io.atomic import atomic_path
 

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from wdm_inpaint.inference.acceleration import PRECISIONS
-from wdm_inpaint.inference.inpainter import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_CHOICES
+from wdm_inpaint.inference.options import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_CHOICES
 
 EXIT_FALLBACK = 3
 """Exit code when every case has an output but some came from the classical fallback."""
@@ -76,7 +76,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from wdm_inpaint.inference.inpainter import Inpainter
-    from wdm_inpaint.inference.runner import run_folder
 
     log = logging.getLogger("wdm_inpaint.cli.infer")
     inpainter = Inpainter.from_checkpoint(
@@ -93,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         progress=args.progress,
     )
-    summary = run_folder(
-        inpainter,
+    summary = inpainter.infer_batch(
         args.input,
         args.output,
         log_dir=args.log_dir,

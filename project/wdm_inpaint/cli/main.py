@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from wdm_inpaint import __version__
+from wdm_inpaint.version import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
     "infer",

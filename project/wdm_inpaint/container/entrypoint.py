@@ -136,7 +136,7 @@ def parse_parameters(data: Any, source: str = "parameters.yaml") -> InferencePar
     values: dict[str, Any] = {}
     sampler = data.get("sampler")
     if sampler is not None:
-        from wdm_inpaint.inference.inpainter import SAMPLER_CHOICES
+        from wdm_inpaint.inference.options import SAMPLER_CHOICES
 
         if sampler not in SAMPLER_CHOICES:
             raise ParametersError(f"{source}: 'sampler' must be one of {', '.join(SAMPLER_CHOICES)}, got {sampler!r}")

@@ -44,19 +44,37 @@ ALL_KEYS: tuple[str, ...] = INFERENCE_KEYS + TRAINING_KEYS
 """Every known case file key."""
 
 
+PREDICTION_FILE_TYPE = "t1n-inference"
+"""File type of an inference output: ``<ID>-t1n-inference.nii.gz`` (written next to no other file)."""
+
+PREDICTION_SUFFIX = f"-{PREDICTION_FILE_TYPE}{NIFTI_SUFFIX}"
+"""What the organisers expect after the case ID in a prediction file name."""
+
+
 class CaseError(ValueError):
     """A case cannot be used; the message names the case and the file."""
 
 
-def case_file_name(case_id: str, key: str) -> str:
+def case_file_name(case_id: str, key: str, tag: str | None = None) -> str:
     """File name of ``key`` for ``case_id``, e.g. ``BraTS-GLI-00000-000-t1n-voided.nii.gz``.
+
+    Args:
+        case_id: the case ID.
+        key: a key of :data:`FILE_TYPES`.
+        tag: a variant tag appended to the type (``<ID>-<type>-<tag>.nii.gz``; augmented masks).
 
     Raises:
         KeyError: for an unknown key.
     """
     if key not in FILE_TYPES:
         raise KeyError(f"unknown case file key {key!r}; known keys are {sorted(FILE_TYPES)}")
-    return f"{case_id}-{FILE_TYPES[key]}{NIFTI_SUFFIX}"
+    variant = "" if tag is None else f"-{tag}"
+    return f"{case_id}-{FILE_TYPES[key]}{variant}{NIFTI_SUFFIX}"
+
+
+def prediction_file_name(case_id: str) -> str:
+    """The challenge's output file name of a case: ``<ID>-t1n-inference.nii.gz``."""
+    return f"{case_id}{PREDICTION_SUFFIX}"
 
 
 @dataclass

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from wdm_inpaint.data.cases import Case, discover_cases
+from wdm_inpaint.data.cases import Case, discover_cases, prediction_file_name
 from wdm_inpaint.evaluation.metrics import CaseMetrics, PackageMetrics, SynapseMetrics, package_metrics, synapse_metrics
 from wdm_inpaint.evaluation.qc import QCVolumes, write_qc_png
-from wdm_inpaint.evaluation.validate import case_number, prediction_id, prediction_name
+from wdm_inpaint.evaluation.validate import case_number, prediction_id
 from wdm_inpaint.io.atomic import atomic_write_text
 from wdm_inpaint.io.nifti import NiftiError, Volume, read_nifti
 
@@ -95,7 +95,7 @@ def as_header_dtype(volume: Volume) -> np.ndarray:
 
 def find_prediction(pred_dir: Path, case: Case) -> Path | None:
     """The prediction file of ``case``: ``<case>-t1n-inference.nii.gz``, else the one file with the same ID."""
-    exact = pred_dir / prediction_name(case.id)
+    exact = pred_dir / prediction_file_name(case.id)
     if exact.is_file():
         return exact
     number = case_number(case.id)
@@ -190,7 +190,7 @@ def evaluate_folder(
             continue
         pred_path = find_prediction(pred_dir, case)
         if pred_path is None:
-            reason = f"no prediction {pred_dir / prediction_name(case.id)}"
+            reason = f"no prediction {pred_dir / prediction_file_name(case.id)}"
             logger.error("case %s failed: %s", case.id, reason)
             report.results.append(CaseResult(case.id, FAILED, reason=reason))
             continue

@@ -25,12 +25,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from wdm_inpaint.data.cases import Case, discover_cases
+from wdm_inpaint.data.cases import PREDICTION_SUFFIX, Case, discover_cases, prediction_file_name
 
 logger = logging.getLogger(__name__)
-
-PREDICTION_SUFFIX = "-t1n-inference.nii.gz"
-"""What the organisers expect after the case ID in a prediction file name."""
 
 PREDICTION_PATTERN = re.compile(r"(\d{5}-\d{3})-t1n-inference\.nii\.gz$")
 """The organisers' prediction file pattern (used with ``search``); group 1 is the case ID."""
@@ -43,11 +40,6 @@ BRATS_SHAPE: tuple[int, int, int] = (240, 240, 155)
 
 BRATS_QFORM = np.array([[-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 239.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 """qform the Synapse validator requires (LPS, 1 mm, origin (0, -239, 0))."""
-
-
-def prediction_name(case_id: str) -> str:
-    """Output file name of a case: ``<case_id>-t1n-inference.nii.gz``."""
-    return f"{case_id}{PREDICTION_SUFFIX}"
 
 
 def prediction_id(file_name: str) -> str | None:
@@ -250,12 +242,12 @@ def validate_submission(data_dir: str | os.PathLike[str], pred_dir: str | os.Pat
     for number, case in sorted(cases_by_number.items()):
         files = by_id.get(number, [])
         if not files:
-            report.violations.append(f"case {case.id}: no prediction (expected {pred_dir / prediction_name(case.id)})")
+            report.violations.append(f"case {case.id}: no prediction (expected {pred_dir / prediction_file_name(case.id)})")
             continue
         for file in files:
-            if file.name != prediction_name(case.id):
+            if file.name != prediction_file_name(case.id):
                 report.warnings.append(
-                    f"{file}: matches case {case.id} but is not named {prediction_name(case.id)} "
+                    f"{file}: matches case {case.id} but is not named {prediction_file_name(case.id)} "
                     "(tools that look for the full case name will miss it)"
                 )
             check = check_prediction_file(file, _geometry_reference(case))
@@ -277,13 +269,11 @@ __all__ = [
     "BRATS_QFORM",
     "BRATS_SHAPE",
     "PREDICTION_PATTERN",
-    "PREDICTION_SUFFIX",
     "FileCheck",
     "ValidationReport",
     "case_number",
     "check_prediction_file",
     "index_predictions",
     "prediction_id",
-    "prediction_name",
     "validate_submission",
 ]

@@ -8,94 +8,33 @@ goes into the output folder: the run record goes to the log folder.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import platform
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from wdm_inpaint import __version__
-from wdm_inpaint.data.cases import Case, CaseError, discover_cases
+from wdm_inpaint.data.cases import PREDICTION_SUFFIX, Case, CaseError, discover_cases, prediction_file_name
 from wdm_inpaint.data.preprocess import INTENSITY_FLOOR
-from wdm_inpaint.inference.inpainter import Inpainter, PreparedVolume, case_seed, classical_inpaint
+from wdm_inpaint.inference.engine import InferenceEngine, PreparedVolume, classical_inpaint
 from wdm_inpaint.inference.inputs import CaseInputs, read_case_inputs
-from wdm_inpaint.io.atomic import atomic_write_text
+from wdm_inpaint.inference.records import FALLBACK_FILL, CaseRecord, RunSummary, default_log_dir, write_run_record
 from wdm_inpaint.io.nifti import NiftiError, load_image, write_like
+from wdm_inpaint.seeding import case_seed
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_SUFFIX = "-t1n-inference.nii.gz"
+OUTPUT_SUFFIX = PREDICTION_SUFFIX
 """Output file name suffix of the challenge: ``<ID>-t1n-inference.nii.gz``."""
-
-FALLBACK_FILL = "harmonic"
-"""Classical fill used when the model cannot handle a case."""
-
-LOG_DIR_SUFFIX = "-logs"
-"""Default log folder: the output folder's name plus this suffix, next to it (never inside it)."""
-
-
-@dataclass
-class CaseRecord:
-    """What happened to one case."""
-
-    case_id: str
-    status: str  # "model", "fallback", "skipped", "failed"
-    output: str | None = None
-    seconds: float = 0.0
-    reason: str | None = None
-    notes: list[str] = field(default_factory=list)
-    device: str | None = None
-
-
-@dataclass
-class RunSummary:
-    """Outcome of a folder run."""
-
-    records: list[CaseRecord]
-    seconds: float
-    log_dir: Path | None = None
-    method: str = "the model"
-
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.records)
-
-    @property
-    def fallbacks(self) -> int:
-        return self.count("fallback")
-
-    @property
-    def failed(self) -> int:
-        return self.count("failed")
-
-    def line(self) -> str:
-        """One-line summary: cases, seconds per case, fallbacks."""
-        done = [r for r in self.records if r.status in ("model", "fallback")]
-        per_case = sum(r.seconds for r in done) / len(done) if done else 0.0
-        return (
-            f"{len(self.records)} case(s): {self.count('model')} inpainted by {self.method}, {self.fallbacks} by the "
-            f"{FALLBACK_FILL} fallback, {self.count('skipped')} skipped (output exists), {self.failed} failed; "
-            f"{per_case:.1f} s per case, {self.seconds:.1f} s in all"
-        )
-
 
 def output_path(output_folder: Path, case_id: str) -> Path:
     """The challenge's output file of a case."""
-    return output_folder / f"{case_id}{OUTPUT_SUFFIX}"
-
-
-def default_log_dir(output_folder: Path) -> Path:
-    """The folder next to ``output_folder`` that holds run records."""
-    output_folder = Path(output_folder).resolve()
-    return output_folder.parent / f"{output_folder.name}{LOG_DIR_SUFFIX}"
+    return output_folder / prediction_file_name(case_id)
 
 
 def select_cases(
@@ -151,27 +90,6 @@ def _check_output(out: np.ndarray, inputs: CaseInputs) -> None:
         raise RuntimeError("output has negative values inside the mask")
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-def _model_output(inpainter: Inpainter, prepared: PreparedVolume, case_id: str, seed: int) -> tuple[torch.Tensor, str]:
-    """Sample with the model; a CUDA out-of-memory error retries on the CPU. Returns (model-grid output, device)."""
-    try:
-        return inpainter.sample(prepared, seed), str(inpainter.device)
-    except RuntimeError as exc:
-        if inpainter.device.type != "cuda" or not _is_oom(exc):
-            raise
-        logger.warning("case %s: CUDA out of memory; retrying on the CPU", case_id)
-        torch.cuda.empty_cache()
-        cuda = inpainter.device
-        inpainter.to("cpu")
-        try:
-            return inpainter.sample(prepared, seed), "cpu"
-        finally:
-            inpainter.to(cuda)
-
-
 @dataclass
 class LoadedCase:
     """A case after the first stage (reader thread): read, checked and, if the model may run, prepared."""
@@ -192,21 +110,21 @@ class _SampledCase:
     ready: np.ndarray | None = None
 
 
-def load_case(inpainter: Inpainter, case: Case) -> LoadedCase | CaseError:
+def load_case(engine: InferenceEngine, case: Case) -> LoadedCase | CaseError:
     """Stage 1 (CPU): read and check a case and bring it to the model grid; a read error is returned."""
     try:
         inputs = read_case_inputs(case)
     except CaseError as exc:
         return exc
-    return prepare_case(inpainter, inputs)
+    return prepare_case(engine, inputs)
 
 
-def prepare_case(inpainter: Inpainter, inputs: CaseInputs) -> LoadedCase:
+def prepare_case(engine: InferenceEngine, inputs: CaseInputs) -> LoadedCase:
     """Bring a read case to the model grid unless it must be filled classically; a failure is kept, not raised."""
     loaded = LoadedCase(inputs)
     if inputs.fallback_reason is None:
         try:
-            loaded.prepared = inpainter.prepare(inputs.voided, inputs.mask, inputs.affine)
+            loaded.prepared = engine.prepare(inputs.voided, inputs.mask, inputs.affine)
         except Exception as exc:  # noqa: BLE001 - any failure falls back to the classical fill
             loaded.prepare_error = exc
     return loaded
@@ -218,7 +136,7 @@ def _model_failed(record: CaseRecord, case_id: str, exc: Exception) -> None:
     record.reason = f"model failed: {type(exc).__name__}: {exc}"
 
 
-def sample_case(inpainter: Inpainter, loaded: LoadedCase) -> _SampledCase:
+def sample_case(engine: InferenceEngine, loaded: LoadedCase) -> _SampledCase:
     """Stage 2 (the model's device): sample a loaded case; failures are recorded for the classical fallback."""
     inputs = loaded.inputs
     job = _SampledCase(loaded, CaseRecord(inputs.case_id, "model", notes=list(inputs.notes)), time.perf_counter())
@@ -232,20 +150,20 @@ def sample_case(inpainter: Inpainter, loaded: LoadedCase) -> _SampledCase:
         job.ready = loaded.prepared.result
     elif loaded.prepared is not None:
         try:
-            seed = case_seed(inpainter.options.seed, inputs.case_id)
-            job.model_output, job.record.device = _model_output(inpainter, loaded.prepared, inputs.case_id, seed)
+            seed = case_seed(engine.options.seed, inputs.case_id)
+            job.model_output, job.record.device = engine.sample_or_retry_on_cpu(loaded.prepared, seed, inputs.case_id)
         except Exception as exc:  # noqa: BLE001 - any model failure falls back to the classical fill
             _model_failed(job.record, inputs.case_id, exc)
     return job
 
 
-def finish_case(inpainter: Inpainter, job: _SampledCase, out_path: Path) -> CaseRecord:
+def finish_case(engine: InferenceEngine, job: _SampledCase, out_path: Path) -> CaseRecord:
     """Stage 3 (CPU): restore, check (or fall back to the classical fill) and write the output atomically."""
     inputs, record = job.loaded.inputs, job.record
     out = job.ready
     if out is None and job.model_output is not None and job.loaded.prepared is not None:
         try:
-            out = inpainter.finish(job.loaded.prepared, job.model_output)
+            out = engine.finish(job.loaded.prepared, job.model_output)
         except Exception as exc:  # noqa: BLE001 - any model failure falls back to the classical fill
             _model_failed(record, inputs.case_id, exc)
     if out is not None:
@@ -265,21 +183,21 @@ def finish_case(inpainter: Inpainter, job: _SampledCase, out_path: Path) -> Case
     return record
 
 
-def process_case(inpainter: Inpainter, inputs: CaseInputs, out_path: Path) -> CaseRecord:
+def process_case(engine: InferenceEngine, inputs: CaseInputs, out_path: Path) -> CaseRecord:
     """Inpaint one read case and write its output, the three stages in a row (no threads)."""
-    return finish_case(inpainter, sample_case(inpainter, prepare_case(inpainter, inputs)), out_path)
+    return finish_case(engine, sample_case(engine, prepare_case(engine, inputs)), out_path)
 
 
-def _finish_or_fail(inpainter: Inpainter, job: _SampledCase, out_path: Path) -> CaseRecord:
+def _finish_or_fail(engine: InferenceEngine, job: _SampledCase, out_path: Path) -> CaseRecord:
     try:
-        return finish_case(inpainter, job, out_path)
+        return finish_case(engine, job, out_path)
     except Exception as exc:  # noqa: BLE001 - record and go on with the next case
         logger.exception("case %s: could not write an output: %s", job.record.case_id, exc)
         return CaseRecord(job.record.case_id, "failed", None, reason=f"{type(exc).__name__}: {exc}")
 
 
 def run_folder(
-    inpainter: Inpainter,
+    engine: InferenceEngine,
     data_folder: str | os.PathLike[str],
     output_folder: str | os.PathLike[str],
     log_dir: str | os.PathLike[str] | None = None,
@@ -292,7 +210,7 @@ def run_folder(
     """Inpaint every case of ``data_folder`` into ``output_folder``.
 
     Args:
-        inpainter: the loaded :class:`~wdm_inpaint.inference.inpainter.Inpainter`.
+        engine: the loaded :class:`~wdm_inpaint.inference.engine.InferenceEngine` (an ``Inpainter`` is one).
         data_folder: challenge layout (``<ID>/<ID>-t1n-voided.nii.gz`` and ``<ID>/<ID>-mask.nii.gz``); read only.
         output_folder: receives exactly one ``<ID>-t1n-inference.nii.gz`` per case and nothing else.
         log_dir: run record folder (default: :func:`default_log_dir`); never inside ``output_folder``.
@@ -335,58 +253,33 @@ def run_folder(
     # three stages overlap: the reader prepares case i+1 and the writer finishes case i-1 while case i samples
     slots: list[CaseRecord | Future] = list(records)
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
-        pending: Future | None = reader.submit(load_case, inpainter, todo[0]) if todo else None
+        pending: Future | None = reader.submit(load_case, engine, todo[0]) if todo else None
         writing: Future | None = None
         for i, case in enumerate(tqdm(todo, desc="cases", unit="case", disable=not progress)):
-            loaded = pending.result() if pending is not None else load_case(inpainter, case)
-            pending = reader.submit(load_case, inpainter, todo[i + 1]) if i + 1 < len(todo) else None
+            loaded = pending.result() if pending is not None else load_case(engine, case)
+            pending = reader.submit(load_case, engine, todo[i + 1]) if i + 1 < len(todo) else None
             if isinstance(loaded, CaseError):
                 logger.error("case %s: %s; no output written", case.id, loaded)
                 slots.append(CaseRecord(case.id, "failed", None, reason=str(loaded)))
                 continue
-            job = sample_case(inpainter, loaded)
+            job = sample_case(engine, loaded)
             if writing is not None:
                 writing.result()  # at most one finished volume waits in memory
-            writing = writer.submit(_finish_or_fail, inpainter, job, output_path(out_dir, case.id))
+            writing = writer.submit(_finish_or_fail, engine, job, output_path(out_dir, case.id))
             slots.append(writing)
     records = [slot.result() if isinstance(slot, Future) else slot for slot in slots]
-    method = f"the {inpainter.options.sampler} fill" if inpainter.options.classical else "the model"
+    method = f"the {engine.options.sampler} fill" if engine.options.classical else "the model"
     summary = RunSummary(records, time.perf_counter() - start, logs, method)
-    _write_run_record(summary, inpainter, data, out_dir, logs, dict(overwrite=overwrite, beg=beg, end=end, shard=shard))
+    arguments = dict(overwrite=overwrite, beg=beg, end=end, shard=shard)
+    write_run_record(summary, engine.describe(), data, out_dir, logs, arguments)
     return summary
 
 
-def _write_run_record(
-    summary: RunSummary, inpainter: Inpainter, data: Path, out_dir: Path, logs: Path, args: dict[str, Any]
-) -> None:
-    try:
-        logs.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        logger.warning("cannot create the log folder %s (%s): no run record written", logs, exc)
-        summary.log_dir = None
-        return
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    record = {
-        "version": __version__,
-        "time_utc": stamp,
-        "data_folder": str(data.resolve()),
-        "output_folder": str(out_dir.resolve()),
-        "arguments": args,
-        "inpainter": inpainter.describe(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "summary": summary.line(),
-        "cases": [asdict(r) for r in summary.records],
-    }
-    atomic_write_text(logs / f"run-{stamp}.json", json.dumps(record, indent=2, default=str))
-
 
 __all__ = [
-    "FALLBACK_FILL",
     "OUTPUT_SUFFIX",
-    "CaseRecord",
-    "RunSummary",
-    "default_log_dir",
+    "LoadedCase",
+    "load_case",
     "output_path",
     "process_case",
     "run_folder",

@@ -39,6 +39,7 @@ from wdm_inpaint.data import cases as data_cases
 from wdm_inpaint.data.split import AUGMENTED_METADATA_FORMAT, AUGMENTED_SPLIT_FILE
 from wdm_inpaint.io.atomic import atomic_write_text
 from wdm_inpaint.io.nifti import read_nifti, write_like
+from wdm_inpaint.seeding import keyed_seed_sequence
 from wdm_inpaint.masks.placement import PlacementRules, add_forbidden_region, forbidden_distance, place_shape
 from wdm_inpaint.masks.shapes import (
     GAN_CROP_SIZE,
@@ -166,21 +167,14 @@ def discover_cases(root: str | os.PathLike[str]) -> list[CaseFiles]:
     ]
 
 
-def sample_seed_sequence(seed: int, case_id: str, index: int) -> np.random.SeedSequence:
-    """Seed of augmented sample ``index`` of ``case_id``: independent of worker count and processing order."""
-    digest = hashlib.sha256(case_id.encode("utf-8")).digest()
-    case_key = int.from_bytes(digest[:8], "little")
-    return np.random.SeedSequence(entropy=int(seed), spawn_key=(case_key, int(index)))
-
-
 def sample_paths(out_dir: Path, case_id: str, index: int) -> dict[str, Path]:
     """Output files of one augmented sample: ``mask_healthy``, ``mask``, ``t1n_voided`` and ``metadata``."""
     tag = SAMPLE_TAG.format(index=index)
     folder = out_dir / case_id
     return {
-        "mask_healthy": folder / f"{case_id}-mask-healthy-{tag}.nii.gz",
-        "mask": folder / f"{case_id}-mask-{tag}.nii.gz",
-        "t1n_voided": folder / f"{case_id}-t1n-voided-{tag}.nii.gz",
+        "mask_healthy": folder / data_cases.case_file_name(case_id, "mask_healthy", tag),
+        "mask": folder / data_cases.case_file_name(case_id, "mask", tag),
+        "t1n_voided": folder / data_cases.case_file_name(case_id, "t1n_voided", tag),
         "metadata": folder / f"{case_id}-{tag}.json",
     }
 
@@ -299,7 +293,7 @@ def augment_sample(
         context: shared settings, shape pool and generator.
     """
     cfg = context.config
-    rng = np.random.default_rng(sample_seed_sequence(context.seed, case.case_id, index))
+    rng = np.random.default_rng(keyed_seed_sequence(context.seed, case.case_id, index))
     weights = np.asarray(cfg.region_count_weights, float)
     n_regions = int(rng.choice(np.asarray(cfg.region_counts), p=weights / weights.sum()))
     distance = tumour_distance.copy()
@@ -560,7 +554,6 @@ __all__ = [
     "discover_cases",
     "make_masks",
     "sample_paths",
-    "sample_seed_sequence",
     "split_entries",
     "write_split",
 ]

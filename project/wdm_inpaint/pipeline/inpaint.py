@@ -40,6 +40,7 @@ from wdm_inpaint.pipeline.config import PipelineConfig
 from wdm_inpaint.pipeline.jumps import repaint_levels
 from wdm_inpaint.samplers.base import FINAL_TIMESTEP, Sampler, X0Clip
 from wdm_inpaint.samplers.registry import build_sampler
+from wdm_inpaint.seeding import spawn_seeds
 from wdm_inpaint.wavelet import WaveletCodec, dwt3d
 
 logger = logging.getLogger(__name__)
@@ -70,12 +71,6 @@ def image_space_clip(codec: WaveletCodec, low: float = IMAGE_RANGE[0], high: flo
         return codec.encode(codec.decode(x0).clamp(low, high))
 
     return clip
-
-
-def spawn_seeds(seed: int, count: int) -> list[int]:
-    """``count`` independent 64-bit seeds derived from one seed (seed k does not depend on ``count``)."""
-    children = np.random.SeedSequence(seed).spawn(count)
-    return [int(child.generate_state(1, dtype=np.uint64)[0]) for child in children]
 
 
 def nearest_timesteps(source: NoiseSchedule, target: NoiseSchedule) -> torch.Tensor:
@@ -356,4 +351,4 @@ class InpaintingPipeline:
             raise ValueError("image holds NaN or infinite values")
 
 
-__all__ = ["IMAGE_RANGE", "InpaintingPipeline", "RunStats", "image_space_clip", "nearest_timesteps", "spawn_seeds"]
+__all__ = ["IMAGE_RANGE", "InpaintingPipeline", "RunStats", "image_space_clip", "nearest_timesteps"]

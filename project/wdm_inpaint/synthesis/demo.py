@@ -43,6 +43,7 @@ from wdm_inpaint.synthesis.templates import (
 from wdm_inpaint.io.atomic import atomic_path, atomic_write_text
 from wdm_inpaint.masks.placement import PlacementRules, add_forbidden_region, place_shape
 from wdm_inpaint.masks.shapes import ShapeAugmentConfig, augment_real_shape
+from wdm_inpaint.seeding import index_seed_sequence
 from wdm_inpaint.synthesis.subjects import SubjectConfig, vary_subject
 
 logger = logging.getLogger(__name__)
@@ -266,11 +267,6 @@ def write_demo_case(out_dir: str | os.PathLike[str], cid: str, case: DemoCase) -
     return folder
 
 
-def case_seed_sequence(seed: int, index: int) -> np.random.SeedSequence:
-    """Seed of case ``index`` of a run with ``seed``."""
-    return np.random.SeedSequence([int(seed), int(index)])
-
-
 def make_demo_data(
     out_dir: str | os.PathLike[str],
     n_cases: int,
@@ -316,7 +312,7 @@ def make_demo_data(
         name = templates[index % len(templates)]
         if name not in loaded:
             loaded[name] = load_template(name)
-        rng = np.random.default_rng(case_seed_sequence(seed, index))
+        rng = np.random.default_rng(index_seed_sequence(seed, index))
         case = make_demo_case(loaded[name], rng, config)
         cid = case_id(first_number + index)
         folders.append(write_demo_case(out_dir, cid, case))

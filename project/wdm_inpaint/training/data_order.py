@@ -12,23 +12,15 @@ the dataset's random transforms and adds it to the sample as ``sample_seed``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from wdm_inpaint.seeding import derive_seed
 from wdm_inpaint.training.task import SAMPLE_SEED_KEY
 
-_SEED_MODULUS = 2**63 - 1
-"""Derived seeds are reduced into the positive int64 range (what ``torch.Generator.manual_seed`` accepts)."""
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A stable 63-bit seed from integers / strings (independent of Python's hash randomisation)."""
-    digest = hashlib.blake2b("/".join(str(p) for p in parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % _SEED_MODULUS
 
 
 class ResumableSampler(Sampler[tuple[int, int]]):
@@ -195,4 +187,4 @@ class BatchStream:
         raise ValueError("the training data yielded no batch")
 
 
-__all__ = ["BatchStream", "ResumableSampler", "SeededDataset", "derive_seed"]
+__all__ = ["BatchStream", "ResumableSampler", "SeededDataset"]

@@ -61,7 +61,8 @@ from wdm_inpaint.training.checkpointing import (
     write_atomically,
 )
 from wdm_inpaint.training.config import TrainerConfig, config_to_yaml
-from wdm_inpaint.training.data_order import BatchStream, derive_seed
+from wdm_inpaint.seeding import derive_seed
+from wdm_inpaint.training.data_order import BatchStream
 from wdm_inpaint.training.distributed import DistInfo, barrier, mean_over_processes, resolve_device
 from wdm_inpaint.training.ema import EMA
 from wdm_inpaint.training.logging_tb import RunLogger, gpu_memory
