@@ -16,18 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO_ROOT
-from wdm_inpaint.container import entrypoint
-from wdm_inpaint.container.entrypoint import (
-    ContainerError,
-    InferenceParameters,
-    ParametersError,
-    load_parameters,
-    parse_args,
-    parse_parameters,
-    prepare_writable_dirs,
-    resolve_checkpoint,
-)
-from wdm_inpaint.inference.checkpoints import BUNDLED_CHECKPOINT_NAME
+from wdm_inpaint.container import entrypoint, environment, parameters
+from wdm_inpaint.container.entrypoint import parse_args
+from wdm_inpaint.container.environment import prepare_writable_dirs
+from wdm_inpaint.container.parameters import InferenceParameters, ParametersError, load_parameters, parse_parameters
+from wdm_inpaint.inference.checkpoints import BUNDLED_CHECKPOINT_NAME, CheckpointError
+from wdm_inpaint.inference.checkpoints import find_checkpoint
+from wdm_inpaint.inference.inpainter import Inpainter
+from wdm_inpaint.inference.records import CaseRecord, RunSummary
 
 MLCUBE_YAML = REPO_ROOT / "mlcube.yaml"
 WORKSPACE = REPO_ROOT / "mlcube" / "workspace"
@@ -111,7 +107,7 @@ def test_mlcube_platform_image_and_docker_arguments(mlcube_modules):
 def test_shipped_parameters_file_is_valid():
     params = load_parameters(WORKSPACE / "parameters.yaml")
     assert isinstance(params, InferenceParameters)
-    assert set(yaml.safe_load((WORKSPACE / "parameters.yaml").read_text())) == set(entrypoint.PARAMETER_KEYS)
+    assert set(yaml.safe_load((WORKSPACE / "parameters.yaml").read_text())) == set(parameters.PARAMETER_KEYS)
 
 
 def _fake_docker(tmp_path: Path) -> tuple[Path, Path]:
@@ -303,12 +299,12 @@ def test_unknown_option_is_rejected():
 # ------------------------------------------------------------------------------------- entry point: parameters
 
 
-def test_parameters_are_validated_and_become_cli_options():
+def test_parameters_are_validated_and_become_inference_options():
     params = parse_parameters({"sampler": "ddim", "steps": 10, "samples": 2, "seed": 0, "task": "inpainting"})
     assert params == InferenceParameters(sampler="ddim", steps=10, samples=2, seed=0)
-    assert params.to_cli_args() == ["--sampler", "ddim", "--steps", "10", "--samples", "2", "--seed", "0"]
+    assert params.overrides() == {"sampler": "ddim", "steps": 10, "samples": 2, "seed": 0}
     assert parse_parameters(None) == InferenceParameters()
-    assert parse_parameters({"sampler": None, "steps": None, "samples": 3}).to_cli_args() == ["--samples", "3"]
+    assert parse_parameters({"sampler": None, "steps": None, "samples": 3}).overrides() == {"samples": 3}
 
 
 @pytest.mark.parametrize(
@@ -352,21 +348,21 @@ def test_parameters_file_errors_name_the_file(tmp_path):
 
 
 def test_checkpoint_path_file_folder_or_bundled(tmp_path):
-    assert resolve_checkpoint(None) is None
+    assert find_checkpoint(None) is None
     folder = tmp_path / "additional_files"
     folder.mkdir()
     (folder / "README.md").write_text("notes")
     (folder / ".hidden.pt").write_text("")
-    assert resolve_checkpoint(folder) is None
+    assert find_checkpoint(folder) is None
     ckpt = folder / "model.pt"
     ckpt.write_bytes(b"x")
-    assert resolve_checkpoint(folder) == ckpt
-    assert resolve_checkpoint(ckpt) == ckpt
+    assert find_checkpoint(folder) == ckpt
+    assert find_checkpoint(ckpt) == ckpt
     (folder / "other.pth").write_bytes(b"y")
-    with pytest.raises(ContainerError, match="several checkpoints.*model.pt.*other.pth"):
-        resolve_checkpoint(folder)
-    with pytest.raises(ContainerError, match="does not exist"):
-        resolve_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="several checkpoints.*model.pt.*other.pth"):
+        find_checkpoint(folder)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        find_checkpoint(tmp_path / "nope.pt")
 
 
 # ------------------------------------------------------------------------- entry point: folders, users, the call
@@ -387,9 +383,9 @@ def test_unwritable_runtime_folders_are_replaced(tmp_path):
 
 def test_user_without_passwd_entry_gets_a_name():
     env: dict[str, str] = {}
-    name = entrypoint.ensure_user_name(env)
+    name = environment.ensure_user_name(env)
     assert env["LOGNAME"] == env["USER"] == name and name
-    assert entrypoint.ensure_user_name({"USER": "someone"}) == "someone"
+    assert environment.ensure_user_name({"USER": "someone"}) == "someone"
 
 
 def _case_folders(tmp_path: Path) -> tuple[Path, Path]:
@@ -398,9 +394,30 @@ def _case_folders(tmp_path: Path) -> tuple[Path, Path]:
     return data, tmp_path / "out"
 
 
+class _FakeInpainter:
+    """Records the Python API calls of the entry point instead of loading a model."""
+
+    def __init__(self, calls: list[tuple[str, tuple, dict]], summary: RunSummary) -> None:
+        self.calls, self.summary = calls, summary
+
+    def infer_batch(self, *args, **kwargs) -> RunSummary:
+        self.calls.append(("infer_batch", args, kwargs))
+        return self.summary
+
+
+def _capture_api(monkeypatch, summary: RunSummary) -> list[tuple[str, tuple, dict]]:
+    calls: list[tuple[str, tuple, dict]] = []
+
+    def from_checkpoint(path=None, **kwargs):
+        calls.append(("from_checkpoint", (path,), kwargs))
+        return _FakeInpainter(calls, summary)
+
+    monkeypatch.setattr(Inpainter, "from_checkpoint", staticmethod(from_checkpoint))
+    return calls
+
+
 def test_infer_call_carries_every_setting(tmp_path, monkeypatch):
-    calls: list[list[str]] = []
-    monkeypatch.setattr("wdm_inpaint.cli.main.main", lambda argv: calls.append(list(argv)) or 0)
+    calls = _capture_api(monkeypatch, RunSummary([CaseRecord("BraTS-GLI-00001-000", "fallback")], 0.0))
     data, out = _case_folders(tmp_path)
     params = tmp_path / "parameters.yaml"
     params.write_text("sampler: ddim\nsteps: 3\nsamples: 2\nseed: 7\n")
@@ -417,38 +434,21 @@ def test_infer_call_carries_every_setting(tmp_path, monkeypatch):
             "--device=cpu",
         ]
     )
-    assert entrypoint.run_infer(args, env) == 0
-    (argv,) = calls
-    log_dir = Path(argv[argv.index("--log-dir") + 1])
-    assert argv == [
-        "infer",
-        "-i",
-        str(data),
-        "-o",
-        str(out),
-        "--log-dir",
-        str(log_dir),
-        "--fallback-ok",
-        "-m",
-        str(ckpt_dir / "converted.pt"),
-        "--sampler",
-        "ddim",
-        "--steps",
-        "3",
-        "--samples",
-        "2",
-        "--seed",
-        "7",
-        "--device",
-        "cpu",
-    ]
+    assert entrypoint.run_infer(args, env) == 0  # a fallback still counts as done (--fallback-ok)
+    (load, run) = calls
+    assert load == (
+        "from_checkpoint",
+        (ckpt_dir / "converted.pt",),
+        {"device": "cpu", "progress": True, "sampler": "ddim", "steps": 3, "samples": 2, "seed": 7},
+    )
+    assert run[0] == "infer_batch" and run[1] == (data, out)
+    log_dir = run[2]["log_dir"]
     assert log_dir == tmp_path / "tmp" / entrypoint.DEFAULT_LOG_SUBDIR
     assert out.is_dir() and list(out.iterdir()) == []
 
 
 def test_environment_supplies_parameters_log_dir_and_device(tmp_path, monkeypatch):
-    calls: list[list[str]] = []
-    monkeypatch.setattr("wdm_inpaint.cli.main.main", lambda argv: calls.append(list(argv)) or 5)
+    calls = _capture_api(monkeypatch, RunSummary([CaseRecord("BraTS-GLI-00001-000", "failed")], 0.0))
     data, out = _case_folders(tmp_path)
     params = tmp_path / "p.yaml"
     params.write_text("steps: 4\n")
@@ -457,27 +457,14 @@ def test_environment_supplies_parameters_log_dir_and_device(tmp_path, monkeypatc
         entrypoint.LOG_DIR_ENV: str(tmp_path / "logs"),
         entrypoint.DEVICE_ENV: "cuda:0",
     }
-    assert entrypoint.run_infer(parse_args([f"--data_path={data}", f"--output_path={out}"]), env) == 5
-    (argv,) = calls
-    assert argv == [
-        "infer",
-        "-i",
-        str(data),
-        "-o",
-        str(out),
-        "--log-dir",
-        str(tmp_path / "logs"),
-        "--fallback-ok",
-        "--steps",
-        "4",
-        "--device",
-        "cuda:0",
-    ]
+    assert entrypoint.run_infer(parse_args([f"--data_path={data}", f"--output_path={out}"]), env) == 1
+    (load, run) = calls
+    assert load == ("from_checkpoint", (None,), {"device": "cuda:0", "progress": True, "steps": 4})
+    assert run == ("infer_batch", (data, out), {"log_dir": tmp_path / "logs"})
 
 
 def test_errors_are_reported_before_inference(tmp_path, monkeypatch, capsys):
-    calls: list[list[str]] = []
-    monkeypatch.setattr("wdm_inpaint.cli.main.main", lambda argv: calls.append(list(argv)) or 0)
+    calls = _capture_api(monkeypatch, RunSummary([], 0.0))
     data, out = _case_folders(tmp_path)
     assert entrypoint.main([f"--data_path={tmp_path / 'absent'}", f"--output_path={out}"]) == 2
     assert f"input folder {tmp_path / 'absent'} does not exist" in capsys.readouterr().err
@@ -492,8 +479,8 @@ DROP_SCRIPT = textwrap.dedent(
     """
     import getpass, os, sys
     from pathlib import Path
-    from wdm_inpaint.container.entrypoint import (
-        ContainerError, _check_writable, drop_privileges_to_owner, ensure_user_name)
+    from wdm_inpaint.container.environment import (
+        ContainerError, check_writable as _check_writable, drop_privileges_to_owner, ensure_user_name)
     owned, foreign, root_owned = map(Path, sys.argv[1:4])
     assert drop_privileges_to_owner(root_owned) is None and os.getuid() == 0
     new_uid = drop_privileges_to_owner(owned)

@@ -8,12 +8,7 @@ from pathlib import Path
 
 from wdm_inpaint.inference.acceleration import PRECISIONS
 from wdm_inpaint.inference.options import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_CHOICES
-
-EXIT_FALLBACK = 3
-"""Exit code when every case has an output but some came from the classical fallback."""
-
-EXIT_FAILED = 1
-"""Exit code when some case got no output at all (its voided scan was unusable)."""
+from wdm_inpaint.inference.records import EXIT_FAILED, EXIT_FALLBACK
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -105,8 +100,4 @@ def run(args: argparse.Namespace) -> int:
     print(summary.line())
     if summary.log_dir is not None:
         log.info("run record in %s", summary.log_dir)
-    if summary.failed:
-        return EXIT_FAILED
-    if summary.fallbacks and not args.fallback_ok:
-        return EXIT_FALLBACK
-    return 0
+    return summary.exit_code(args.fallback_ok)

@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from wdm_inpaint.console import configure_logging
 from wdm_inpaint.version import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -53,15 +54,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         module = importlib.import_module(f"wdm_inpaint.cli.{name}")
         module.add_parser(sub)
     return parser
-
-
-def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
-    """Console logging for the command line (library code never configures handlers)."""
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if verbose < 2:
-        for noisy in ("matplotlib", "PIL", "h5py", "numexpr"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

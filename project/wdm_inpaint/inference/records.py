@@ -20,6 +20,12 @@ logger = logging.getLogger(__name__)
 FALLBACK_FILL = "harmonic"
 """Classical fill used when the model cannot handle a case."""
 
+EXIT_FALLBACK = 3
+"""Exit code when every case has an output but some came from the classical fallback."""
+
+EXIT_FAILED = 1
+"""Exit code when some case got no output at all (its voided scan was unusable)."""
+
 LOG_DIR_SUFFIX = "-logs"
 """Default log folder: the output folder's name plus this suffix, next to it (never inside it)."""
 
@@ -56,6 +62,15 @@ class RunSummary:
     @property
     def failed(self) -> int:
         return self.count("failed")
+
+    def exit_code(self, fallback_ok: bool = False) -> int:
+        """Process exit code: :data:`EXIT_FAILED` if a case has no output, :data:`EXIT_FALLBACK` if some case used
+        the fallback (0 with ``fallback_ok``), else 0."""
+        if self.failed:
+            return EXIT_FAILED
+        if self.fallbacks and not fallback_ok:
+            return EXIT_FALLBACK
+        return 0
 
     def line(self) -> str:
         """One-line summary: cases, seconds per case, fallbacks."""
@@ -100,4 +115,12 @@ def write_run_record(
     atomic_write_text(logs / f"run-{stamp}.json", json.dumps(record, indent=2, default=str))
 
 
-__all__ = ["FALLBACK_FILL", "LOG_DIR_SUFFIX", "CaseRecord", "RunSummary", "default_log_dir", "write_run_record"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_FALLBACK",
+    "FALLBACK_FILL", "LOG_DIR_SUFFIX",
+    "CaseRecord",
+    "RunSummary",
+    "default_log_dir",
+    "write_run_record",
+]
