@@ -16,7 +16,8 @@ from wdm_inpaint.cli.main import main
 from wdm_inpaint.data.split import load_augmented_entries
 from wdm_inpaint.masks.label_generator import LabelGenerator, LabelGeneratorConfig, save_label_generator
 from wdm_inpaint.masks.placement import PlacementRules
-from wdm_inpaint.masks.placer import MaskAugmentConfig, discover_cases, make_masks
+from wdm_inpaint.masks.make_masks import make_masks
+from wdm_inpaint.masks.placer import MaskAugmentConfig, discover_cases
 
 SIZE = (48, 48, 40)
 AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 47], [0, 0, 1.0, 0], [0, 0, 0, 1]])

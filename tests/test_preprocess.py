@@ -11,19 +11,9 @@ import torch
 from monai.transforms import ResizeWithPadOrCrop
 from wdm_inpaint.config import PreprocessConfig
 from wdm_inpaint.data.cropping import crop, mask_crop_box, uncrop
-from wdm_inpaint.data.preprocess import (
-    MODEL_MAX,
-    MODEL_MIN,
-    grid_placement,
-    lstsq_gain,
-    model_grid_shape,
-    place_in_grid,
-    postprocess,
-    preprocess,
-    take_from_grid,
-    to_model_grid,
-    to_native_grid,
-)
+from wdm_inpaint.data.grid import grid_placement, model_grid_shape, place_in_grid, take_from_grid
+from wdm_inpaint.data.intensity import MODEL_MAX, MODEL_MIN, lstsq_gain
+from wdm_inpaint.data.preprocess import postprocess, preprocess, to_model_grid, to_native_grid
 from wdm_inpaint.io.nifti import read_nifti, write_like
 
 MULTIPLE = 8

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from wdm_inpaint.config import to_dict
 from wdm_inpaint.io.atomic import atomic_write_text
-from wdm_inpaint.masks.placer import MaskAugmentConfig, discover_cases, make_masks
+from wdm_inpaint.masks.make_masks import make_masks
+from wdm_inpaint.masks.placer import MaskAugmentConfig, discover_cases
 
 RUN_RECORD = "make_masks_run.json"
 """File in the output folder recording the arguments and settings of the last run."""

@@ -14,7 +14,8 @@ scale (``lstsq``: a no-intercept least-squares gain fitted outside the mask; ``p
 the quantile scaling), clamp at :data:`INTENSITY_FLOOR` and paste: voxels outside the mask are returned
 bit-identical to the voided input.
 
-The optional crop around the mask lives in :mod:`wdm_inpaint.data.cropping`.
+The steps live in :mod:`~wdm_inpaint.data.orientation`, :mod:`~wdm_inpaint.data.grid` and
+:mod:`~wdm_inpaint.data.intensity`; the optional crop around the mask in :mod:`wdm_inpaint.data.cropping`.
 """
 
 from __future__ import annotations
@@ -23,224 +24,32 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-import nibabel as nib
 import numpy as np
 import torch
 
 from wdm_inpaint.config import PreprocessConfig
+from wdm_inpaint.data.grid import (
+    PAD_VALUE,
+    GridPlacement,
+    grid_placement,
+    model_grid_shape,
+    place_in_grid,
+    take_from_grid,
+)
+from wdm_inpaint.data.intensity import (
+    INTENSITY_FLOOR,
+    MODEL_MIN,
+    quantile_range,
+    restore_intensity_lstsq,
+    scale_from_model,
+    scale_to_model,
+)
 from wdm_inpaint.data.mask_values import MASK_THRESHOLD, SPATIAL_DIMS, binarise_mask
+from wdm_inpaint.data.orientation import apply_orientation, inverse_orientation, orientation_transform
 
 logger = logging.getLogger(__name__)
 
-MODEL_MIN = -1.0
-"""Lowest model intensity (the lower clipping quantile maps here)."""
-
-MODEL_MAX = 1.0
-"""Highest model intensity (the upper clipping quantile maps here)."""
-
-PAD_VALUE = 0.0
-"""Value of padded voxels (native background), before the intensity normalisation."""
-
-INTENSITY_FLOOR = 0.0
-"""Restored (inpainted) intensities are clamped to at least this value: MRI magnitudes are non-negative."""
-
-GAIN_DENOMINATOR_EPS = 1e-12
-"""A least-squares gain is not fitted when the sum of squared predictions outside the mask is below this."""
-
 RestoreMethod = Literal["lstsq", "percentile"]
-
-
-# --------------------------------------------------------------------------- geometry helpers
-
-
-@dataclass(frozen=True)
-class GridPlacement:
-    """Where a source grid sits inside a target grid, per axis (pad where larger, crop where smaller).
-
-    Attributes:
-        source_shape: (D, H, W) of the source array.
-        target_shape: (D, H, W) of the target grid.
-        offset: target index of source voxel 0 on each axis (negative where the source is cropped).
-    """
-
-    source_shape: tuple[int, int, int]
-    target_shape: tuple[int, int, int]
-    offset: tuple[int, int, int]
-
-    def slices(self) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
-        """(source slices, target slices) of the overlapping region."""
-        src, dst = [], []
-        for s, t, o in zip(self.source_shape, self.target_shape, self.offset):
-            s0 = max(-o, 0)
-            t0 = max(o, 0)
-            n = min(s - s0, t - t0)
-            src.append(slice(s0, s0 + n))
-            dst.append(slice(t0, t0 + n))
-        return tuple(src), tuple(dst)
-
-    @property
-    def crops(self) -> bool:
-        """Whether some source voxels fall outside the target grid."""
-        return any(o < 0 or o + s > t for s, t, o in zip(self.source_shape, self.target_shape, self.offset))
-
-
-def grid_placement(source_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> GridPlacement:
-    """Centred placement with MONAI's ``ResizeWithPadOrCrop`` convention.
-
-    Padding by ``d`` puts ``d // 2`` voxels before; cropping starts at ``source // 2 - target // 2``.
-    """
-    if len(source_shape) != SPATIAL_DIMS or len(target_shape) != SPATIAL_DIMS:
-        raise ValueError(f"expected 3-D shapes, got {tuple(source_shape)} and {tuple(target_shape)}")
-    offset = []
-    for s, t in zip(source_shape, target_shape):
-        if t >= s:
-            offset.append((t - s) // 2)
-        else:
-            offset.append(-(s // 2 - t // 2))
-    return GridPlacement(tuple(int(s) for s in source_shape), tuple(int(t) for t in target_shape), tuple(offset))  # type: ignore[arg-type]
-
-
-def place_in_grid(x: np.ndarray, placement: GridPlacement, fill: float = PAD_VALUE) -> np.ndarray:
-    """Pad/crop the last three axes of ``x`` from ``placement.source_shape`` to ``placement.target_shape``."""
-    if tuple(x.shape[-SPATIAL_DIMS:]) != placement.source_shape:
-        raise ValueError(f"array shape {x.shape} does not end with the placement source {placement.source_shape}")
-    out = np.full(x.shape[:-SPATIAL_DIMS] + placement.target_shape, fill, dtype=x.dtype)
-    src, dst = placement.slices()
-    out[(..., *dst)] = x[(..., *src)]
-    return out
-
-
-def take_from_grid(y: np.ndarray, placement: GridPlacement, fill: float = PAD_VALUE) -> np.ndarray:
-    """Inverse of :func:`place_in_grid`: bring the last three axes back to the source shape.
-
-    Source voxels that were cropped away get ``fill``.
-    """
-    if tuple(y.shape[-SPATIAL_DIMS:]) != placement.target_shape:
-        raise ValueError(f"array shape {y.shape} does not end with the placement target {placement.target_shape}")
-    out = np.full(y.shape[:-SPATIAL_DIMS] + placement.source_shape, fill, dtype=y.dtype)
-    src, dst = placement.slices()
-    out[(..., *src)] = y[(..., *dst)]
-    return out
-
-
-def model_grid_shape(
-    shape: tuple[int, ...], spatial_size: tuple[int, int, int] | None, multiple: int
-) -> tuple[int, int, int]:
-    """The model grid for an (oriented) input shape.
-
-    Args:
-        shape: (D, H, W) of the oriented input.
-        spatial_size: a fixed grid, or ``None`` for the next multiple of ``multiple`` on each axis.
-        multiple: every grid size must be a multiple of this (``UNetConfig.image_multiple``).
-
-    Raises:
-        ValueError: if ``multiple`` < 1 or a fixed grid size is not a multiple of ``multiple``.
-    """
-    if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, got {multiple}")
-    if spatial_size is None:
-        return tuple(int(-(-s // multiple) * multiple) for s in shape)  # type: ignore[return-value]
-    bad = [s for s in spatial_size if s % multiple]
-    if bad:
-        raise ValueError(
-            f"PreprocessConfig.spatial_size {tuple(spatial_size)} must be divisible by {multiple} on every axis "
-            "(2 for the DWT times the U-Net's downsampling factor)"
-        )
-    return tuple(int(s) for s in spatial_size)  # type: ignore[return-value]
-
-
-def orientation_transform(affine: np.ndarray, axcodes: str) -> np.ndarray:
-    """nibabel orientation transform (``ornt``) taking an array with ``affine`` to ``axcodes``."""
-    start = nib.orientations.io_orientation(np.asarray(affine, dtype=np.float64))
-    target = nib.orientations.axcodes2ornt(tuple(axcodes))
-    return nib.orientations.ornt_transform(start, target)
-
-
-def inverse_orientation(ornt: np.ndarray) -> np.ndarray:
-    """The ``ornt`` transform undoing ``ornt``."""
-    ornt = np.asarray(ornt)
-    inverse = np.empty_like(ornt)
-    # Input axis i goes to output axis ornt[i, 0] (flipped if ornt[i, 1] == -1): send it back.
-    for axis, (target, flip) in enumerate(ornt):
-        inverse[int(target)] = (axis, flip)
-    return inverse
-
-
-def apply_orientation(x: np.ndarray, ornt: np.ndarray) -> np.ndarray:
-    """Reorient the (D, H, W) array ``x`` by ``ornt``; returns a contiguous copy."""
-    return np.ascontiguousarray(nib.orientations.apply_orientation(x, ornt))
-
-
-# --------------------------------------------------------------------------- intensity helpers
-
-
-def quantile_range(x: np.ndarray, lower_quantile: float, upper_quantile: float) -> tuple[float, float]:
-    """The (lower, upper) quantile values of all voxels of ``x`` (linear interpolation)."""
-    lo, hi = np.quantile(np.asarray(x, dtype=np.float64), [lower_quantile, upper_quantile])
-    return float(lo), float(hi)
-
-
-def scale_to_model(x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Clip ``x`` to [low, high] and map it linearly onto [MODEL_MIN, MODEL_MAX] (all ``MODEL_MIN`` if flat)."""
-    x = np.asarray(x, dtype=np.float64)
-    if high <= low:
-        return np.full(x.shape, MODEL_MIN)
-    unit = (np.clip(x, low, high) - low) / (high - low)
-    return unit * (MODEL_MAX - MODEL_MIN) + MODEL_MIN
-
-
-def scale_from_model(y: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Inverse of :func:`scale_to_model` (without the clipping): [MODEL_MIN, MODEL_MAX] -> [low, high]."""
-    unit = (np.asarray(y, dtype=np.float64) - MODEL_MIN) / (MODEL_MAX - MODEL_MIN)
-    return unit * (high - low) + low
-
-
-def lstsq_gain(prediction: np.ndarray, reference: np.ndarray, known: np.ndarray) -> float:
-    """No-intercept least-squares gain ``a`` minimising ``sum((a * prediction - reference)^2)`` over ``known``.
-
-    Returns 1.0 (and logs a warning) when the prediction is zero on every known voxel.
-    """
-    p = prediction[known]
-    v = reference[known]
-    denominator = float(np.dot(p, p))
-    if denominator < GAIN_DENOMINATOR_EPS:
-        logger.warning("prediction is zero outside the mask; intensity gain set to 1")
-        return 1.0
-    return float(np.dot(p, v)) / denominator
-
-
-def _min_max(x: np.ndarray, over: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
-    values = x if over is None else x[over]
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        return np.zeros_like(x, dtype=np.float64), lo, hi
-    return (x - lo) / (hi - lo), lo, hi
-
-
-def restore_intensity_lstsq(
-    prediction: np.ndarray, voided: np.ndarray, mask: np.ndarray, valid: np.ndarray | None = None
-) -> np.ndarray:
-    """Native intensities of a model prediction by a least-squares gain fitted outside the mask.
-
-    Both arrays are min-max normalised to [0, 1] over the whole volume (``P`` and ``V``); the gain
-    ``a = sum(P V) / sum(P^2)`` over the voxels outside the mask (background included) scales ``P``, and the
-    result returns to the native range of the voided scan: ``vmin + (vmax - vmin) * a * P``.
-
-    Args:
-        prediction: (D, H, W) model output on the native grid (any affine intensity scale).
-        voided: (D, H, W) native voided scan.
-        mask: (D, H, W) boolean region to inpaint.
-        valid: (D, H, W) boolean voxels where the prediction is defined (default: all); the prediction's
-            min-max and the fit use only these.
-
-    Returns:
-        (D, H, W) float64 restored prediction (meaningful inside the mask).
-    """
-    p, _, _ = _min_max(np.asarray(prediction, dtype=np.float64), valid)
-    v, vmin, vmax = _min_max(np.asarray(voided, dtype=np.float64))
-    gain = lstsq_gain(p, v, ~mask if valid is None else ~mask & valid)
-    logger.debug("least-squares intensity gain %.6g", gain)
-    return vmin + (vmax - vmin) * gain * p
 
 
 # --------------------------------------------------------------------------- forward / inverse
@@ -424,28 +233,12 @@ def postprocess(
 
 
 __all__ = [
-    "GridPlacement",
-    "INTENSITY_FLOOR",
     "MASK_THRESHOLD",
-    "MODEL_MAX",
-    "MODEL_MIN",
-    "PAD_VALUE",
     "PreprocessState",
-    "apply_orientation",
+    "RestoreMethod",
     "binarise_mask",
-    "grid_placement",
-    "inverse_orientation",
-    "lstsq_gain",
-    "model_grid_shape",
-    "orientation_transform",
-    "place_in_grid",
     "postprocess",
     "preprocess",
-    "quantile_range",
-    "restore_intensity_lstsq",
-    "scale_from_model",
-    "scale_to_model",
-    "take_from_grid",
     "to_model_grid",
     "to_native_grid",
 ]

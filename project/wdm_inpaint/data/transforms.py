@@ -31,7 +31,9 @@ from monai.utils import convert_to_dst_type
 from wdm_inpaint.config import PreprocessConfig
 from wdm_inpaint.data.augment import AugmentConfig, build_augmentation
 from wdm_inpaint.data.cropping import CropBox, crop, mask_crop_box
-from wdm_inpaint.data.preprocess import MASK_THRESHOLD, PAD_VALUE, quantile_range, scale_to_model
+from wdm_inpaint.data.grid import PAD_VALUE
+from wdm_inpaint.data.intensity import quantile_range, scale_to_model
+from wdm_inpaint.data.preprocess import MASK_THRESHOLD
 
 TRAINING_IMAGE_KEYS: tuple[str, ...] = ("t1n",)
 """Intensity images of a training sample."""

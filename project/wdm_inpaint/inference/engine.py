@@ -19,7 +19,8 @@ from torch import nn
 
 from wdm_inpaint.config import WDMConfig, to_dict
 from wdm_inpaint.data.cropping import CropBox, crop, mask_crop_box, mask_crop_boxes
-from wdm_inpaint.data.preprocess import INTENSITY_FLOOR, PreprocessState, binarise_mask, postprocess, preprocess
+from wdm_inpaint.data.intensity import INTENSITY_FLOOR
+from wdm_inpaint.data.preprocess import PreprocessState, binarise_mask, postprocess, preprocess
 from wdm_inpaint.fill import classical_fill
 from wdm_inpaint.inference.acceleration import ResolvedAcceleration, prepare_model, resolve_acceleration
 from wdm_inpaint.inference.checkpoints import file_sha256

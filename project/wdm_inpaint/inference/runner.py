@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from wdm_inpaint.data.cases import PREDICTION_SUFFIX, Case, CaseError, discover_cases, prediction_file_name
-from wdm_inpaint.data.preprocess import INTENSITY_FLOOR
+from wdm_inpaint.data.intensity import INTENSITY_FLOOR
 from wdm_inpaint.inference.engine import InferenceEngine, PreparedVolume, classical_inpaint
 from wdm_inpaint.inference.inputs import CaseInputs, read_case_inputs
 from wdm_inpaint.inference.records import FALLBACK_FILL, CaseRecord, RunSummary, default_log_dir, write_run_record

@@ -14,9 +14,8 @@ For every case and every sample index ``i < per_case`` the placer
    sample as complete. A sample where no region could be placed writes only its metadata.
 
 Every sample draws from its own generator seeded by ``(seed, case id, i)``, so results do not depend on the
-number of workers or on which samples were already done. The written samples are merged into
-``OUT/augmented_split.json`` (``{"training": [entries]}``; entry paths relative to OUT, originals included as
-``t1n`` and ``mask_unhealthy``), which :func:`wdm_inpaint.data.split.load_augmented_entries` reads.
+number of workers or on which samples were already done. The process pool over cases and the split file
+that lists the samples live in :mod:`wdm_inpaint.masks.make_masks`.
 """
 
 from __future__ import annotations
@@ -25,18 +24,15 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from wdm_inpaint.config import to_dict
 from wdm_inpaint.data import cases as data_cases
-from wdm_inpaint.data.split import AUGMENTED_METADATA_FORMAT, AUGMENTED_SPLIT_FILE
+from wdm_inpaint.data.split import AUGMENTED_METADATA_FORMAT
 from wdm_inpaint.io.atomic import atomic_write_text
 from wdm_inpaint.io.nifti import read_nifti, write_like
 from wdm_inpaint.seeding import keyed_seed_sequence
@@ -57,16 +53,6 @@ METADATA_FORMAT = AUGMENTED_METADATA_FORMAT
 
 SAMPLE_TAG = "aug{index:02d}"
 """Suffix that names the files of augmented sample ``index``."""
-
-SPLIT_FILE_NAME = AUGMENTED_SPLIT_FILE
-"""Split file written into the output folder (paths inside are relative to that folder)."""
-
-GAN_TORCH_THREADS = 1
-"""Torch threads of every process that runs the label generator: the same count in serial and parallel runs
-keeps the floating-point results, hence the thresholded shapes, independent of ``--workers``."""
-
-SPLIT_KEY = "training"
-"""List of the split file that holds the augmented samples."""
 
 ShapeSourceName = Literal["gan", "real"]
 
@@ -194,7 +180,7 @@ def load_shape(case: CaseFiles) -> tuple[str, np.ndarray | None]:
 
 # --------------------------------------------------------------------------------------------- one case
 @dataclass
-class _CaseContext:
+class CaseContext:
     """Everything one case's samples share."""
 
     config: MaskAugmentConfig
@@ -210,21 +196,8 @@ class _CaseContext:
         return self.gan_path is not None and self.config.needs_gan
 
 
-_WORKER: dict[str, Any] = {}
-"""Per-process state of the worker pool (set by :func:`_init_worker`)."""
-
-
-def _init_worker(context: _CaseContext, torch_threads: int | None) -> None:
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
-    if context.generator_needed:
-        from wdm_inpaint.masks.label_generator import load_label_generator
-
-        context.generator, _ = load_label_generator(context.gan_path)
-    _WORKER["context"] = context
-
-
-def _config_digest(config: MaskAugmentConfig, seed: int, gan_path: str | None) -> str:
+def config_digest(config: MaskAugmentConfig, seed: int, gan_path: str | None) -> str:
+    """Short digest of the settings a sample was made with (a resumed run must use the same)."""
     payload = json.dumps({"config": to_dict(config), "seed": int(seed), "gan": gan_path}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -247,7 +220,7 @@ def _is_complete(paths: dict[str, Path], digest: str) -> bool:
 
 
 def _draw_shape(
-    source: ShapeSourceName, case_id: str, rng: np.random.Generator, context: _CaseContext
+    source: ShapeSourceName, case_id: str, rng: np.random.Generator, context: CaseContext
 ) -> tuple[np.ndarray, dict[str, Any]]:
     if source == "gan":
         shape = gan_shape(context.generator, rng, context.config.gan_crop_size, context.config.gan_threshold)
@@ -258,7 +231,7 @@ def _draw_shape(
     return shape, {"source": "real", "source_case": donor}
 
 
-def _choose_source(case_id: str, rng: np.random.Generator, context: _CaseContext) -> ShapeSourceName:
+def _choose_source(case_id: str, rng: np.random.Generator, context: CaseContext) -> ShapeSourceName:
     cfg = context.config
     has_donor = any(k != case_id for k in context.shape_pool)
     if cfg.source == "gan":
@@ -279,7 +252,7 @@ def augment_sample(
     brain: np.ndarray,
     tumour: np.ndarray,
     tumour_distance: np.ndarray,
-    context: _CaseContext,
+    context: CaseContext,
 ) -> dict[str, Any]:
     """Make one augmented sample of ``case`` and write its files; returns its metadata.
 
@@ -340,7 +313,7 @@ def augment_sample(
         "case_id": case.case_id,
         "index": index,
         "seed": context.seed,
-        "settings_digest": _config_digest(cfg, context.seed, context.gan_path),
+        "settings_digest": config_digest(cfg, context.seed, context.gan_path),
         "t1n": str(Path(case.t1n).resolve()),
         "mask_unhealthy": str(Path(case.mask_unhealthy).resolve()),
         "gan_checkpoint": context.gan_path,
@@ -356,10 +329,9 @@ def augment_sample(
     return meta
 
 
-def augment_case(case: CaseFiles, context: _CaseContext | None = None) -> list[dict[str, Any]]:
+def augment_case(case: CaseFiles, context: CaseContext) -> list[dict[str, Any]]:
     """Make (or find already made) all samples of one case; returns their metadata in index order."""
-    context = context or _WORKER["context"]
-    digest = _config_digest(context.config, context.seed, context.gan_path)
+    digest = config_digest(context.config, context.seed, context.gan_path)
     todo = [
         i
         for i in range(context.config.per_case)
@@ -385,175 +357,14 @@ def augment_case(case: CaseFiles, context: _CaseContext | None = None) -> list[d
     return [metas[i] for i in range(context.config.per_case)]
 
 
-# --------------------------------------------------------------------------------------------- split file
-def split_entries(metas: Sequence[dict[str, Any]], out_dir: Path, cases: dict[str, CaseFiles]) -> list[dict[str, Any]]:
-    """Decathlon-style entries (paths relative to ``out_dir``) of the written samples, in case/index order."""
-    entries = []
-    for meta in sorted(metas, key=lambda m: (m["case_id"], m["index"])):
-        if not meta.get("written"):
-            continue
-        case = cases[meta["case_id"]]
-        paths = sample_paths(out_dir, case.case_id, meta["index"])
-
-        def rel(p: Path) -> str:
-            return Path(os.path.relpath(Path(p).resolve(), out_dir.resolve())).as_posix()
-
-        entries.append(
-            {
-                "case_id": case.case_id,
-                "t1n": rel(case.t1n),
-                "mask_unhealthy": rel(case.mask_unhealthy),
-                "mask_healthy": rel(paths["mask_healthy"]),
-                "mask": rel(paths["mask"]),
-                "t1n_voided": rel(paths["t1n_voided"]),
-                "augmented": True,
-            }
-        )
-    return entries
-
-
-def write_split(out_dir: Path, entries: list[dict[str, Any]]) -> Path:
-    """Merge ``entries`` into ``<out_dir>/augmented_split.json`` (by ``mask_healthy`` path), atomically."""
-    path = out_dir / SPLIT_FILE_NAME
-    existing: list[dict[str, Any]] = []
-    if path.is_file():
-        try:
-            existing = json.loads(path.read_text()).get(SPLIT_KEY, [])
-        except (json.JSONDecodeError, AttributeError) as exc:
-            raise ValueError(f"{path}: not a valid split file ({exc}); delete it to rebuild it") from exc
-    merged = {e["mask_healthy"]: e for e in existing}
-    merged.update({e["mask_healthy"]: e for e in entries})
-    ordered = sorted(merged.values(), key=lambda e: e["mask_healthy"])
-    atomic_write_text(path, json.dumps({SPLIT_KEY: ordered}, indent=1))
-    return path
-
-
-# --------------------------------------------------------------------------------------------- driver
-@dataclass
-class MakeMasksReport:
-    """Summary of a :func:`make_masks` run."""
-
-    samples: list[dict[str, Any]]
-    split_path: Path
-
-    @property
-    def written(self) -> int:
-        """Samples with files."""
-        return sum(bool(m.get("written")) for m in self.samples)
-
-    @property
-    def gave_up(self) -> int:
-        """Samples where at least one region could not be placed."""
-        return sum(bool(m.get("gave_up")) for m in self.samples)
-
-    @property
-    def skipped(self) -> int:
-        """Samples found complete from an earlier run."""
-        return sum(bool(m.get("skipped")) for m in self.samples)
-
-
-def make_masks(
-    cases: Sequence[CaseFiles],
-    out_dir: str | os.PathLike[str],
-    config: MaskAugmentConfig,
-    seed: int = 0,
-    gan_path: str | os.PathLike[str] | None = None,
-    workers: int = 1,
-    progress: bool = True,
-    on_case: Callable[[str], None] | None = None,
-) -> MakeMasksReport:
-    """Augment every case with ``config.per_case`` synthetic-mask samples and update the split file.
-
-    Args:
-        cases: the cases (from :func:`discover_cases`); they are also the pool of real shapes.
-        out_dir: output folder (one sub-folder per case, plus ``augmented_split.json``).
-        config: placer settings.
-        seed: base seed.
-        gan_path: label-generator checkpoint; required unless ``config.source == "real"``.
-        workers: processes (1 = everything in this process).
-        progress: show a progress bar over cases.
-        on_case: called with each finished case id (in completion order).
-
-    Returns:
-        A :class:`MakeMasksReport` with every sample's metadata (case/index order).
-    """
-    from tqdm.auto import tqdm
-
-    if not cases:
-        raise ValueError("no cases to augment")
-    if config.source == "gan" and gan_path is None:
-        raise ValueError("GAN shapes requested (--only-gan) but no label-generator checkpoint given (--gan)")
-    if gan_path is not None and not Path(gan_path).is_file():
-        raise FileNotFoundError(f"label-generator checkpoint not found: {gan_path}")
-    if gan_path is None and config.source == "mixed":
-        logger.warning("no label-generator checkpoint given: every shape comes from other cases' masks")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    workers = max(1, int(workers))
-
-    pool: dict[str, np.ndarray] = {}
-    if config.needs_real:
-        if workers == 1:
-            loaded = [load_shape(case) for case in cases]
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as ex:
-                loaded = list(ex.map(load_shape, cases, chunksize=4))
-        pool = {cid: shape for cid, shape in loaded if shape is not None}
-        logger.info("real-shape pool: %d masks", len(pool))
-        if config.source == "real" and len(pool) < 2:
-            raise ValueError(
-                f"real shapes requested but only {len(pool)} case(s) have a non-empty mask-healthy; at least two are "
-                "needed (a case never takes its own mask)"
-            )
-
-    context = _CaseContext(
-        config=config,
-        seed=int(seed),
-        out_dir=out,
-        shape_pool=pool,
-        gan_path=str(Path(gan_path).resolve()) if gan_path else None,
-    )
-    results: dict[str, list[dict[str, Any]]] = {}
-    torch_threads_before = torch.get_num_threads()
-    bar = tqdm(total=len(cases), desc="make-masks", unit="case", disable=not progress)
-    try:
-        if workers == 1:
-            _init_worker(context, GAN_TORCH_THREADS if context.generator_needed else None)
-            for case in cases:
-                results[case.case_id] = augment_case(case)
-                bar.update()
-                if on_case:
-                    on_case(case.case_id)
-        else:
-            init_args = (context, GAN_TORCH_THREADS if context.generator_needed else 1)
-            with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=init_args) as ex:
-                futures = {ex.submit(augment_case, case): case.case_id for case in cases}
-                for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
-                    bar.update()
-                    if on_case:
-                        on_case(futures[fut])
-    finally:
-        bar.close()
-        _WORKER.pop("context", None)
-        if workers == 1 and context.generator_needed:
-            torch.set_num_threads(torch_threads_before)
-    samples = [m for case in cases for m in results[case.case_id]]
-    by_id = {c.case_id: c for c in cases}
-    split_path = write_split(out, split_entries(samples, out, by_id))
-    return MakeMasksReport(samples=samples, split_path=split_path)
-
-
 __all__ = [
     "METADATA_FORMAT",
-    "SPLIT_FILE_NAME",
     "CaseFiles",
-    "MakeMasksReport",
     "MaskAugmentConfig",
     "augment_case",
+    "augment_sample",
+    "config_digest",
     "discover_cases",
-    "make_masks",
+    "load_shape",
     "sample_paths",
-    "split_entries",
-    "write_split",
 ]

@@ -31,7 +31,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from wdm_inpaint.data.preprocess import GridPlacement, apply_orientation, orientation_transform, place_in_grid
+from wdm_inpaint.data.grid import GridPlacement, place_in_grid
+from wdm_inpaint.data.orientation import apply_orientation, orientation_transform
 from wdm_inpaint.io.nifti import read_nifti
 
 logger = logging.getLogger(__name__)
