@@ -22,9 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from wdm_inpaint.version import __version__
 from wdm_inpaint.config import ConfigError, WDMConfig, from_dict, to_dict
 from wdm_inpaint.io.atomic import atomic_path
+from wdm_inpaint.models.state_dict import compare_state_dict, expected_shapes
+from wdm_inpaint.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,6 @@ def check_config(config: WDMConfig, where: str = "config") -> None:
         )
 
 
-def _abbreviate(items: list[Any], limit: int = 8) -> str:
-    return str(items[:limit])[:-1] + (f", ... ({len(items)} in all)]" if len(items) > limit else "]")
-
-
 def _checked_weights(config: WDMConfig, state_dict: Mapping[str, Any], where: str) -> dict[str, torch.Tensor]:
     """Check ``state_dict`` against the architecture of ``config`` (keys, tensor types and shapes).
 
@@ -79,24 +76,8 @@ def _checked_weights(config: WDMConfig, state_dict: Mapping[str, Any], where: st
     from wdm_inpaint.models.unet import WDMUNet
 
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in WDMUNet(config.unet).state_dict().items()}
-    not_tensors = sorted(str(k) for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(str(k) for k in set(state_dict) - set(expected))
-    wrong = {
-        k: (tuple(state_dict[k].shape), shape)
-        for k, shape in expected.items()
-        if isinstance(state_dict.get(k), torch.Tensor) and tuple(state_dict[k].shape) != shape
-    }
-    problems = []
-    if missing:
-        problems.append(f"missing {_abbreviate(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {_abbreviate(unexpected)}")
-    if not_tensors:
-        problems.append(f"not tensors {_abbreviate(not_tensors)}")
-    if wrong:
-        problems.append(f"wrong shapes (got, expected) {dict(list(wrong.items())[:8])}")
+        expected = expected_shapes(WDMUNet(config.unet))
+    problems = compare_state_dict(state_dict, expected).problems()
     if problems:
         raise CheckpointError(f"{where}: the weights do not match the U-Net config: " + "; ".join(problems))
     return dict(state_dict)

@@ -17,6 +17,9 @@ from wdm_inpaint.config import WaveletConfig
 BAND_ORDER: tuple[str, ...] = ("LLL", "LLH", "LHL", "LHH", "HLL", "HLH", "HHL", "HHH")
 """Names of the 8 subbands in channel order (letters in D, H, W order)."""
 
+WAVELET_CHANNELS = len(BAND_ORDER)
+"""Channels of the packed wavelet transform of one image channel (the 8 subbands of a 3-D Haar level)."""
+
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
@@ -47,7 +50,7 @@ def dwt3d(x: torch.Tensor) -> torch.Tensor:
         v = torch.stack(((first + second) * _INV_SQRT2, (first - second) * _INV_SQRT2), dim=axis)
     # (b, c, D2, fd, H2, fh, W2, fw) -> (b, c, fd, fh, fw, D2, H2, W2)
     v = v.permute(0, 1, 3, 5, 7, 2, 4, 6)
-    return v.reshape(b, c * 8, d // 2, h // 2, w // 2)
+    return v.reshape(b, c * WAVELET_CHANNELS, d // 2, h // 2, w // 2)
 
 
 def idwt3d(y: torch.Tensor) -> torch.Tensor:
@@ -59,14 +62,14 @@ def idwt3d(y: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B, C, 2D, 2H, 2W)``.
     """
-    if y.dim() != 5 or y.shape[1] % 8:
+    if y.dim() != 5 or y.shape[1] % WAVELET_CHANNELS:
         raise ValueError(f"the 3D IDWT expects (B, 8*C, D, H, W), got shape {tuple(y.shape)}")
     b, c8, d, h, w = y.shape
-    v = y.reshape(b, c8 // 8, 2, 2, 2, d, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
+    v = y.reshape(b, c8 // WAVELET_CHANNELS, 2, 2, 2, d, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
     for axis in (3, 5, 7):
         low, high = v.select(axis, 0), v.select(axis, 1)
         v = torch.stack(((low + high) * _INV_SQRT2, (low - high) * _INV_SQRT2), dim=axis)
-    return v.reshape(b, c8 // 8, 2 * d, 2 * h, 2 * w)
+    return v.reshape(b, c8 // WAVELET_CHANNELS, 2 * d, 2 * h, 2 * w)
 
 
 class WaveletCodec:
@@ -85,9 +88,10 @@ class WaveletCodec:
 
     def _scale_lll(self, y: torch.Tensor, factor: float) -> torch.Tensor:
         b, c8 = y.shape[:2]
-        scale = torch.ones(8, dtype=y.dtype, device=y.device)
+        scale = torch.ones(WAVELET_CHANNELS, dtype=y.dtype, device=y.device)
         scale[0] = factor
-        return (y.reshape(b, c8 // 8, 8, *y.shape[2:]) * scale.view(1, 1, 8, 1, 1, 1)).reshape(y.shape)
+        packed = y.reshape(b, c8 // WAVELET_CHANNELS, WAVELET_CHANNELS, *y.shape[2:])
+        return (packed * scale.view(1, 1, WAVELET_CHANNELS, 1, 1, 1)).reshape(y.shape)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, D, H, W)`` image -> ``(B, 8C, D/2, H/2, W/2)`` packed wavelets (LLL / lll_scale)."""
@@ -98,4 +102,4 @@ class WaveletCodec:
         return idwt3d(self._scale_lll(y, self.lll_scale))
 
 
-__all__ = ["BAND_ORDER", "WaveletCodec", "dwt3d", "idwt3d"]
+__all__ = ["BAND_ORDER", "WAVELET_CHANNELS", "WaveletCodec", "dwt3d", "idwt3d"]

@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from wdm_inpaint.cli.training_command import add_training_arguments, print_run, run_training
+
 logger = logging.getLogger(__name__)
 
 GENERATOR_EXPORT = "generator.pt"
@@ -24,20 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             f"At the end, <run>/{GENERATOR_EXPORT} holds the generator for sample-labels and make-masks --gan."
         ),
     )
-    p.add_argument(
-        "-c", "--config", type=Path, default=None, help="YAML config (LabelGANTrainConfig); required unless --resume"
-    )
-    p.add_argument(
-        "--resume",
-        default=None,
-        metavar="RUN_DIR|CHECKPOINT",
-        help="continue a run from its newest checkpoint (or the given one) with its stored config",
-    )
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="config overrides such as data.root=labels or loop.max_steps=100 (values parsed as YAML)",
+    add_training_arguments(
+        p,
+        config_help="YAML config (LabelGANTrainConfig); required unless --resume",
+        overrides_help="config overrides such as data.root=labels or loop.max_steps=100 (values parsed as YAML)",
     )
     p.set_defaults(func=run)
     return p
@@ -59,18 +51,9 @@ def export_generator(checkpoint: Path, destination: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Train; returns the exit code."""
-    from wdm_inpaint.cli.train import configure_determinism
     from wdm_inpaint.masks.label_data import LabelShapeDataset
     from wdm_inpaint.masks.label_gan_task import LabelGANTask, LabelGANTrainConfig
     from wdm_inpaint.training.checkpointing import latest_checkpoint
-    from wdm_inpaint.training.launch import launch, resolve_run
-
-    try:
-        config, run_dir, resume_ckpt = resolve_run(LabelGANTrainConfig, args.config, list(args.overrides), args.resume)
-    except FileExistsError as exc:
-        logging.getLogger("wdm_inpaint").error("%s", exc)
-        return 1
-    configure_determinism(config.loop.deterministic)
 
     def build_data(cfg: LabelGANTrainConfig) -> tuple[LabelShapeDataset, None]:
         dataset = LabelShapeDataset(cfg.data, progress=cfg.logging.progress)
@@ -78,13 +61,14 @@ def run(args: argparse.Namespace) -> int:
         logger.info("%d training shapes; whole-tumour volume %d..%d voxels at 64^3", len(dataset), lo, hi)
         return dataset, None
 
-    summary = launch(config, run_dir, lambda cfg, device: LabelGANTask(cfg), build_data, resume_ckpt)
-    last = summary.last_checkpoint or latest_checkpoint(run_dir)
-    terms = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary.last_terms.items()))
-    print(f"run folder:      {run_dir}")
-    print(f"steps:           {summary.start_step} -> {summary.final_step}" + (f" ({terms})" if terms else ""))
+    result = run_training(args, LabelGANTrainConfig, lambda cfg, device, resume: LabelGANTask(cfg), build_data)
+    if isinstance(result, int):
+        return result
+    summary = result.summary
+    last = summary.last_checkpoint or latest_checkpoint(result.run_dir)
+    print_run(result, ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary.last_terms.items())))
     if last is not None:
-        export = export_generator(last, run_dir / GENERATOR_EXPORT)
+        export = export_generator(last, result.run_dir / GENERATOR_EXPORT)
         print(f"last checkpoint: {last}")
         print(f"generator:       {export}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from wdm_inpaint.wavelet import BAND_ORDER
+from wdm_inpaint.wavelet import WAVELET_CHANNELS
 
 IMAGE_DATA_RANGE = 2.0
 """Dynamic range of model-space images ([-1, 1]); sets the SSIM stabilising constants."""
@@ -31,9 +31,9 @@ def wavelet_band_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Te
         target: same shape.
 
     Returns:
-        ``(8,)`` MSE of each band (averaged over batch, image channels and voxels), in ``BAND_ORDER``.
+        ``(8,)`` MSE of each band (averaged over batch, image channels and voxels), in ``wavelet.BAND_ORDER``.
     """
-    bands = len(BAND_ORDER)
+    bands = WAVELET_CHANNELS
     diff = (prediction - target).reshape(prediction.shape[0], -1, bands, *prediction.shape[2:])
     return diff.square().mean(dim=(0, 1, 3, 4, 5))
 

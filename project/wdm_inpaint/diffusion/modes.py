@@ -28,10 +28,7 @@ import torch
 from wdm_inpaint.config import ModeConfig
 from wdm_inpaint.diffusion.forward import randn_like, sample_timesteps, training_inputs, training_loss
 from wdm_inpaint.diffusion.losses import IMAGE_DATA_RANGE, ssim3d, voxel_mean, wavelet_band_mse, weighted_average
-from wdm_inpaint.wavelet import BAND_ORDER, WaveletCodec, dwt3d
-
-WAVELET_CHANNELS = len(BAND_ORDER)
-"""Wavelet channels of one image channel: the noisy input and the x0 prediction have this many."""
+from wdm_inpaint.wavelet import BAND_ORDER, WAVELET_CHANNELS, WaveletCodec, dwt3d
 
 TUMOUR_FILL_VALUE = 0.0
 """Intensity of the tumour in the ``akh`` target (model range [-1, 1]; 0 is mid grey, as the reference model)."""
@@ -329,7 +326,6 @@ class AKHContextMode(Mode):
 __all__ = [
     "TUMOUR_FILL_VALUE",
     "VOID_VALUE",
-    "WAVELET_CHANNELS",
     "AKHContextMode",
     "AKHMode",
     "DefaultMode",

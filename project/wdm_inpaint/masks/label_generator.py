@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wdm_inpaint.io.atomic import atomic_path
+from wdm_inpaint.models.state_dict import compare_state_dict, expected_shapes
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def convert_state_dict(
     Raises:
         ValueError: naming ``source`` and the missing, unexpected or mis-shaped keys.
     """
-    expected = {k: tuple(v.shape) for k, v in LabelGenerator(config).state_dict().items()}
+    expected = expected_shapes(LabelGenerator(config))
     if any(k.startswith("tp_conv") for k in state_dict):
         mapping = upstream_key_map(config)
         unexpected = sorted(k for k in state_dict if k not in mapping)
@@ -194,15 +195,14 @@ def convert_state_dict(
     else:
         unexpected = sorted(k for k in state_dict if k not in expected)
         converted = {k: v for k, v in state_dict.items() if k in expected}
-    missing = sorted(k for k in expected if k not in converted)
+    mismatch = compare_state_dict(converted, expected)
     problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
+    if mismatch.missing:
+        problems.append(f"missing keys {mismatch.missing}")
     if unexpected:
         problems.append(f"unexpected keys {unexpected}")
-    for k, v in converted.items():
-        if tuple(v.shape) != expected[k]:
-            problems.append(f"{k}: shape {tuple(v.shape)} but the model (channel={config.channel}) needs {expected[k]}")
+    for k, (got, needed) in mismatch.wrong_shapes.items():
+        problems.append(f"{k}: shape {got} but the model (channel={config.channel}) needs {needed}")
     if problems:
         raise ValueError(f"{source}: cannot load label-generator weights: " + "; ".join(problems))
     return {k: v.float() for k, v in converted.items()}

@@ -12,6 +12,8 @@ import logging
 import os
 from dataclasses import dataclass
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 
@@ -105,6 +107,17 @@ def broadcast_int(value: int, info: DistInfo, device: torch.device) -> int:
     return int(t.item())
 
 
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor of a (nested) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    return batch
+
+
 __all__ = [
     "DistInfo",
     "barrier",
@@ -112,5 +125,6 @@ __all__ = [
     "cleanup_distributed",
     "init_distributed",
     "mean_over_processes",
+    "move_to_device",
     "resolve_device",
 ]

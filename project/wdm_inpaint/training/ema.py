@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from wdm_inpaint.training.config import EMAConfig
+from wdm_inpaint.training.task import unwrap
 
 
 class EMA:
@@ -71,4 +72,13 @@ class EMA:
             module.load_state_dict(backup)
 
 
-__all__ = ["EMA"]
+@contextlib.contextmanager
+def ema_weights(ema: dict[str, EMA], modules: dict[str, nn.Module]) -> Iterator[None]:
+    """EMA weights in the modules (by name) for the duration; nothing when ``ema`` is empty (EMA off)."""
+    with contextlib.ExitStack() as stack:
+        for name, average in ema.items():
+            stack.enter_context(average.applied_to(unwrap(modules[name])))
+        yield
+
+
+__all__ = ["EMA", "ema_weights"]

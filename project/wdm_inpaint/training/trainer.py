@@ -60,11 +60,11 @@ from wdm_inpaint.training.checkpointing import (
     restore_rng_state,
     write_atomically,
 )
-from wdm_inpaint.training.config import TrainerConfig, config_to_yaml
 from wdm_inpaint.seeding import derive_seed
+from wdm_inpaint.training.config import TrainerConfig, config_to_yaml
 from wdm_inpaint.training.data_order import BatchStream
-from wdm_inpaint.training.distributed import DistInfo, barrier, mean_over_processes, resolve_device
-from wdm_inpaint.training.ema import EMA
+from wdm_inpaint.training.distributed import DistInfo, barrier, mean_over_processes, move_to_device, resolve_device
+from wdm_inpaint.training.ema import EMA, ema_weights
 from wdm_inpaint.training.logging_tb import RunLogger, gpu_memory
 from wdm_inpaint.training.task import TrainingTask, unwrap
 
@@ -85,17 +85,6 @@ class TrainSummary:
     last_terms: dict[str, float] = field(default_factory=dict)
     last_checkpoint: Path | None = None
     best_metric: float | None = None
-
-
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor of a (nested) batch to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(v, device) for v in batch)
-    return batch
 
 
 class Trainer:
@@ -304,7 +293,7 @@ class Trainer:
         sums: dict[str, float] = {}
         count = 0
         limit = self.config.validation.max_batches
-        with _EMAWeights(self.ema, self.modules), torch.no_grad(), self.task.autocast():
+        with ema_weights(self.ema, self.modules), torch.no_grad(), self.task.autocast():
             for i, batch in enumerate(self._val_batches()):
                 if limit is not None and i >= limit:
                     break
@@ -408,19 +397,4 @@ class Trainer:
         return summary
 
 
-class _EMAWeights:
-    """Context manager: EMA weights in the modules for the duration (nothing when EMA is off)."""
-
-    def __init__(self, ema: dict[str, EMA], modules: dict[str, nn.Module]) -> None:
-        self._managers = [e.applied_to(unwrap(modules[k])) for k, e in ema.items()]
-
-    def __enter__(self) -> None:
-        for m in self._managers:
-            m.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        for m in reversed(self._managers):
-            m.__exit__(*exc)
-
-
-__all__ = ["CONFIG_FILE", "TrainSummary", "Trainer", "move_to_device"]
+__all__ = ["CONFIG_FILE", "TrainSummary", "Trainer"]
