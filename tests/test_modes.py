@@ -9,14 +9,9 @@ import torch.nn.functional as F
 from wdm_inpaint.config import ModeConfig, ScheduleConfig, UNetConfig
 from wdm_inpaint.diffusion.losses import ssim3d
 from wdm_inpaint.diffusion.registry import build_mode, mode_for_in_channels
-from wdm_inpaint.diffusion.modes import (
-    AKHContextMode,
-    AKHMode,
-    DefaultMode,
-    randn_like,
-    training_inputs,
-    training_loss,
-)
+from wdm_inpaint.diffusion.forward import training_inputs, training_loss
+from wdm_inpaint.diffusion.modes import AKHContextMode, AKHMode, DefaultMode
+from wdm_inpaint.diffusion.noise import randn_like
 from wdm_inpaint.diffusion.schedule import NoiseSchedule
 from wdm_inpaint.models.unet import WDMUNet
 from wdm_inpaint.wavelet import WaveletCodec, dwt3d, idwt3d

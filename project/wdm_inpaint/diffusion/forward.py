@@ -22,18 +22,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from wdm_inpaint.diffusion.modes import Mode, TrainingExample
 
 
-def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard normal noise shaped like ``x`` (on ``x``'s device and dtype), drawn from ``generator``.
-
-    The noise is drawn on the generator's device, so a CPU generator gives the same numbers whatever the
-    device of ``x``.
-    """
-    if generator is None:
-        return torch.randn(x.shape, device=x.device, dtype=x.dtype)
-    noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=torch.float32)
-    return noise.to(device=x.device, dtype=x.dtype)
-
-
 def sample_timesteps(
     batch_size: int,
     num_timesteps: int,
@@ -110,4 +98,4 @@ def training_loss(
     return mode.loss(codec, prediction, example)
 
 
-__all__ = ["randn_like", "sample_timesteps", "training_inputs", "training_loss"]
+__all__ = ["sample_timesteps", "training_inputs", "training_loss"]

@@ -26,8 +26,8 @@ from typing import ClassVar
 import torch
 
 from wdm_inpaint.config import ModeConfig
-from wdm_inpaint.diffusion.forward import randn_like, sample_timesteps, training_inputs, training_loss
 from wdm_inpaint.diffusion.losses import IMAGE_DATA_RANGE, ssim3d, voxel_mean, wavelet_band_mse, weighted_average
+from wdm_inpaint.diffusion.noise import randn_like
 from wdm_inpaint.wavelet import BAND_ORDER, WAVELET_CHANNELS, WaveletCodec, dwt3d
 
 TUMOUR_FILL_VALUE = 0.0
@@ -331,8 +331,4 @@ __all__ = [
     "DefaultMode",
     "Mode",
     "TrainingExample",
-    "randn_like",
-    "sample_timesteps",
-    "training_inputs",
-    "training_loss",
 ]

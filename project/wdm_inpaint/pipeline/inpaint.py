@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +34,11 @@ from tqdm import tqdm
 from wdm_inpaint.config import ConfigError, WDMConfig
 from wdm_inpaint.diffusion.modes import Mode
 from wdm_inpaint.diffusion.registry import build_mode
-from wdm_inpaint.diffusion.schedule import NoiseSchedule
+from wdm_inpaint.diffusion.noise import randn_as
+from wdm_inpaint.diffusion.schedule import FINAL_TIMESTEP, NoiseSchedule
 from wdm_inpaint.pipeline.config import PipelineConfig
 from wdm_inpaint.pipeline.jumps import repaint_levels
-from wdm_inpaint.samplers.base import FINAL_TIMESTEP, Sampler, X0Clip
+from wdm_inpaint.samplers.base import Sampler, X0Clip
 from wdm_inpaint.samplers.registry import build_sampler
 from wdm_inpaint.seeding import spawn_seeds
 from wdm_inpaint.wavelet import WaveletCodec, dwt3d
@@ -254,14 +254,16 @@ class InpaintingPipeline:
         sampler = self.sampler
         sampler.reset()
         timesteps = sampler.timesteps.tolist()[self.skipped_steps() :]
-        eps = torch.randn(x_in.shape, generator=generator, device=x_in.device, dtype=x_in.dtype)
+        schedule = sampler.schedule
+        eps = randn_as(x_in, generator)
         if self.config.init == "upstream":
             x = self.codec.encode(x_in * inside_f + eps * inside_f)
         else:
-            abar = sampler.alpha_bar(timesteps[0])
-            start = torch.zeros_like(x_in) if anchor is None or self.config.strength >= 1 else math.sqrt(abar) * anchor
-            known = torch.where(inside, start, self._known_at(x_in, timesteps[0]))
-            x = self.codec.encode(known) + math.sqrt(1.0 - abar) * dwt3d(eps * inside_f)
+            t0 = timesteps[0]
+            anchored = anchor is not None and self.config.strength < 1
+            start = schedule.scale_known(t0) * anchor if anchored else torch.zeros_like(x_in)
+            known = torch.where(inside, start, self._known_at(x_in, t0))
+            x = self.codec.encode(known) + schedule.noise_std(t0) * dwt3d(eps * inside_f)
         for t in timesteps:
             x0 = self.mode.compose(self.codec, self._denoise(x, t, condition), anchor, inside_f)
             out = sampler.step(x0, t, x, generator)
@@ -288,18 +290,15 @@ class InpaintingPipeline:
         known_w = self.codec.encode(x_in)
 
         def with_known(img: torch.Tensor, t: int) -> torch.Tensor:
-            noise = torch.randn(known_w.shape, generator=generator, device=known_w.device, dtype=known_w.dtype)
-            known = self.codec.decode(sampler.add_noise(known_w, noise, t))
+            known = self.codec.decode(sampler.schedule.add_noise(known_w, randn_as(known_w, generator), t))
             return self.codec.encode(torch.where(inside, img, known))
 
-        x = torch.randn(known_w.shape, generator=generator, device=known_w.device, dtype=known_w.dtype)
-        x = with_known(self.codec.decode(x), timesteps[0])
+        x = with_known(self.codec.decode(randn_as(known_w, generator)), timesteps[0])
         levels = self.grid_levels()
         for level, next_level in zip(levels, levels[1:]):
             t, t_next = timestep_of(level), timestep_of(next_level)
             if next_level > level:  # resampling jump: back up the chain
-                noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x = sampler.renoise(x, t, t_next, noise)
+                x = sampler.schedule.renoise(x, t, t_next, randn_as(x, generator))
                 sampler.reset()
                 continue
             out = sampler.step(self._denoise(x, t, None), t, x, generator)
@@ -316,7 +315,7 @@ class InpaintingPipeline:
         """Known tissue as the sample at timestep ``t`` should show it (image space)."""
         if self.config.known_region == "upstream" or t == FINAL_TIMESTEP:
             return x_in
-        return self.sampler.scale_known(t) * x_in
+        return self.sampler.schedule.scale_known(t) * x_in
 
     def _denoise(self, x: torch.Tensor, t: int, condition: torch.Tensor | None) -> torch.Tensor:
         """One network evaluation: x0 prediction ``(B, 8, ...)`` in ``x``'s dtype."""

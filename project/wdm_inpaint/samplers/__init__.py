@@ -1,6 +1,7 @@
 """Samplers: timestep math behind one ``set_timesteps`` / ``step`` contract; they know nothing about masks."""
 
-from wdm_inpaint.samplers.base import FINAL_TIMESTEP, Sampler, SamplerConfig, SamplerOutput
+from wdm_inpaint.diffusion.schedule import FINAL_TIMESTEP
+from wdm_inpaint.samplers.base import Sampler, SamplerConfig, SamplerOutput
 from wdm_inpaint.samplers.ddim import DDIMSampler
 from wdm_inpaint.samplers.ddpm import DDPMSampler
 from wdm_inpaint.samplers.dpmpp_2m import DPMSolverPP2MSampler

@@ -14,7 +14,6 @@ so every sampler returns an x0 estimate after exactly ``len(timesteps)`` model c
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,13 +22,10 @@ from typing import ClassVar, Literal
 import torch
 
 from wdm_inpaint.config import ConfigError
-from wdm_inpaint.diffusion.schedule import NoiseSchedule
+from wdm_inpaint.diffusion.schedule import FINAL_TIMESTEP, NoiseSchedule
 
 X0Clip = Callable[[torch.Tensor], torch.Tensor]
 """Maps an x0 prediction to a valid one of the same shape (e.g. decode, clamp to [-1, 1], encode)."""
-
-FINAL_TIMESTEP = -1
-"""Pseudo-timestep of the clean sample (``alpha_bar = 1``) that the last step of every grid goes to."""
 
 KARRAS_RHO_DEFAULT = 7.0
 """Exponent of the Karras et al. (2022) sigma ramp; 7 is the value of the paper."""
@@ -164,37 +160,6 @@ def karras_timesteps(alphas_cumprod: torch.Tensor, num_steps: int, rho: float = 
     return torch.tensor(steps, dtype=torch.int64)
 
 
-@dataclass(frozen=True)
-class RespacedProcess:
-    """The discrete diffusion restricted to a grid of trained timesteps (improved-diffusion respacing).
-
-    Index ``k`` runs over the grid in ascending order; ``abar_prev[0] = 1``. New betas are
-    ``1 - abar_k / abar_{k-1}``, so each kept timestep keeps its trained noise level. All ``(n,)`` float64.
-    """
-
-    alphas_cumprod: torch.Tensor
-    alphas_cumprod_prev: torch.Tensor
-    betas: torch.Tensor
-    posterior_variance: torch.Tensor
-    posterior_mean_coef1: torch.Tensor
-    posterior_mean_coef2: torch.Tensor
-    fixed_large_variance: torch.Tensor
-
-    @classmethod
-    def from_grid(cls, schedule: NoiseSchedule, timesteps: torch.Tensor) -> RespacedProcess:
-        """Build it from a schedule and a (descending or ascending) grid of trained timesteps."""
-        ascending = timesteps.sort().values
-        abar = schedule.alphas_cumprod[ascending]
-        abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-        betas = 1.0 - abar / abar_prev
-        posterior_variance = betas * (1.0 - abar_prev) / (1.0 - abar)
-        coef1 = betas * abar_prev.sqrt() / (1.0 - abar)
-        coef2 = (1.0 - abar_prev) * (1.0 - betas).sqrt() / (1.0 - abar)
-        # "fixed large": [posterior_variance[1], betas[1:]] (the entry at k = 0 is never used: no noise there)
-        large = torch.cat([posterior_variance[1:2], betas[1:]]) if len(betas) > 1 else betas.clone()
-        return cls(abar, abar_prev, betas, posterior_variance, coef1, coef2, large)
-
-
 def _as_int_timestep(t: int | torch.Tensor) -> int:
     if isinstance(t, torch.Tensor):
         if t.numel() == 0:
@@ -319,34 +284,6 @@ class Sampler(ABC):
         i = self.index_of(t)
         return int(self._timesteps[i + 1]) if i + 1 < len(self._timesteps) else FINAL_TIMESTEP
 
-    # ------------------------------------------------------------------ noise levels
-
-    def alpha_bar(self, t: int) -> float:
-        """``alpha_bar`` at trained timestep ``t`` (1.0 at ``FINAL_TIMESTEP``)."""
-        if t == FINAL_TIMESTEP:
-            return 1.0
-        if not 0 <= t < self.num_train_timesteps:
-            raise ValueError(f"timestep {t} is outside the schedule's range 0..{self.num_train_timesteps - 1}")
-        return float(self.schedule.alphas_cumprod[t])
-
-    def scale_known(self, t: int) -> float:
-        """Signal scale ``sqrt(alpha_bar_t)`` of a clean image noised to timestep ``t`` (1.0 when clean)."""
-        return math.sqrt(self.alpha_bar(t))
-
-    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int) -> torch.Tensor:
-        """``q(x_t | x_0)``: ``sqrt(abar_t) x0 + sqrt(1 - abar_t) noise`` (returns ``x0`` at ``FINAL_TIMESTEP``)."""
-        abar = self.alpha_bar(t)
-        if t == FINAL_TIMESTEP:
-            return x0
-        return math.sqrt(abar) * x0 + math.sqrt(1.0 - abar) * noise
-
-    def renoise(self, x: torch.Tensor, t_from: int, t_to: int, noise: torch.Tensor) -> torch.Tensor:
-        """``q(x_{t_to} | x_{t_from})`` for ``t_to > t_from``: move a sample back up the chain (RePaint jumps)."""
-        ratio = self.alpha_bar(t_to) / self.alpha_bar(t_from)
-        if not t_to > t_from or not ratio < 1.0:
-            raise ValueError(f"renoise goes to a noisier timestep: got t_from={t_from}, t_to={t_to}")
-        return math.sqrt(ratio) * x + math.sqrt(1.0 - ratio) * noise
-
     # ------------------------------------------------------------------ stepping
 
     def step(
@@ -381,14 +318,8 @@ class Sampler(ABC):
     def _step(self, x0: torch.Tensor, index: int, x_t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Sample at the next grid position, given the clipped x0 prediction at grid position ``index``."""
 
-    @staticmethod
-    def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-
 
 __all__ = [
-    "FINAL_TIMESTEP",
-    "RespacedProcess",
     "Sampler",
     "SamplerConfig",
     "SamplerOutput",

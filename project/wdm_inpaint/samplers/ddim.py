@@ -6,7 +6,9 @@ import math
 
 import torch
 
-from wdm_inpaint.samplers.base import FINAL_TIMESTEP, RespacedProcess, Sampler
+from wdm_inpaint.diffusion.schedule import FINAL_TIMESTEP
+from wdm_inpaint.diffusion.noise import randn_as
+from wdm_inpaint.samplers.base import Sampler
 
 
 class DDIMSampler(Sampler):
@@ -26,12 +28,12 @@ class DDIMSampler(Sampler):
     name = "ddim"
 
     def _on_set_timesteps(self) -> None:
-        self.process = RespacedProcess.from_grid(self.schedule, self.timesteps)
+        self.process = self.schedule.respaced(self.timesteps)
 
     def _step(self, x0: torch.Tensor, index: int, x_t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         t = int(self.timesteps[index])
         s = int(self.timesteps[index + 1]) if index + 1 < len(self.timesteps) else FINAL_TIMESTEP
-        abar_t, abar_s = self.alpha_bar(t), self.alpha_bar(s)
+        abar_t, abar_s = self.schedule.alpha_bar(t), self.schedule.alpha_bar(s)
         eta = self.config.eta
         sigma2 = eta**2 * (1.0 - abar_s) / (1.0 - abar_t) * (1.0 - abar_t / abar_s)
         eps = (x_t - math.sqrt(abar_t) * x0) / math.sqrt(1.0 - abar_t)
@@ -50,7 +52,7 @@ class DDIMSampler(Sampler):
             noise_var = sigma2
         if noise_var == 0.0:
             return mean
-        return mean + math.sqrt(noise_var) * self._randn_like(x_t, generator)
+        return mean + math.sqrt(noise_var) * randn_as(x_t, generator)
 
 
 __all__ = ["DDIMSampler"]

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from wdm_inpaint.samplers.base import RespacedProcess, Sampler
+from wdm_inpaint.diffusion.noise import randn_as
+from wdm_inpaint.samplers.base import Sampler
 
 
 class DDPMSampler(Sampler):
@@ -22,7 +23,7 @@ class DDPMSampler(Sampler):
     name = "ddpm"
 
     def _on_set_timesteps(self) -> None:
-        self.process = RespacedProcess.from_grid(self.schedule, self.timesteps)
+        self.process = self.schedule.respaced(self.timesteps)
 
     def step_variance(self, index: int) -> float:
         """Noise variance added by the step from grid position ``index`` (0 at the last step)."""
@@ -44,7 +45,7 @@ class DDPMSampler(Sampler):
         variance = self.step_variance(index)
         if variance == 0.0:
             return mean
-        return mean + math.sqrt(variance) * self._randn_like(x_t, generator)
+        return mean + math.sqrt(variance) * randn_as(x_t, generator)
 
 
 __all__ = ["DDPMSampler"]

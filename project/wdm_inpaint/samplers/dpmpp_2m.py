@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from wdm_inpaint.samplers.base import FINAL_TIMESTEP, LOWER_ORDER_FINAL_MAX_STEPS, Sampler
+from wdm_inpaint.diffusion.schedule import FINAL_TIMESTEP
+from wdm_inpaint.samplers.base import LOWER_ORDER_FINAL_MAX_STEPS, Sampler
 
 
 class DPMSolverPP2MSampler(Sampler):
@@ -32,7 +33,7 @@ class DPMSolverPP2MSampler(Sampler):
         self._history: tuple[int, float, torch.Tensor] | None = None
 
     def _log_snr(self, t: int) -> float:
-        abar = self.alpha_bar(t)
+        abar = self.schedule.alpha_bar(t)
         return 0.5 * (math.log(abar) - math.log1p(-abar))
 
     def _step(self, x0: torch.Tensor, index: int, x_t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -44,7 +45,7 @@ class DPMSolverPP2MSampler(Sampler):
         self._history = (index, lambda_s, x0.detach())
         if t == FINAL_TIMESTEP:
             return x0
-        abar_s, abar_t = self.alpha_bar(s), self.alpha_bar(t)
+        abar_s, abar_t = self.schedule.alpha_bar(s), self.schedule.alpha_bar(t)
         alpha_t = math.sqrt(abar_t)
         sigma_ratio = math.sqrt((1.0 - abar_t) / (1.0 - abar_s))
         h = self._log_snr(t) - lambda_s
