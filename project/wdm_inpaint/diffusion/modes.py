@@ -27,8 +27,8 @@ import torch
 
 from wdm_inpaint.config import ModeConfig
 from wdm_inpaint.diffusion.losses import IMAGE_DATA_RANGE, ssim3d, voxel_mean, wavelet_band_mse, weighted_average
-from wdm_inpaint.diffusion.noise import randn_like
-from wdm_inpaint.wavelet import BAND_ORDER, WAVELET_CHANNELS, WaveletCodec, dwt3d
+from wdm_inpaint.diffusion.noise import randn_like, region_noise
+from wdm_inpaint.wavelet import BAND_ORDER, WAVELET_CHANNELS, WaveletCodec
 
 TUMOUR_FILL_VALUE = 0.0
 """Intensity of the tumour in the ``akh`` target (model range [-1, 1]; 0 is mid grey, as the reference model)."""
@@ -153,9 +153,7 @@ class Mode(ABC):
         """
         del codec  # the noise is never packed (no LLL scaling)
         eps = randn_like(example.target, generator)
-        if example.region is not None:
-            eps = eps * _as_float(example.region, eps)
-        return dwt3d(eps)
+        return region_noise(eps, None if example.region is None else _as_float(example.region, eps))
 
     def _check_batch(self, batch: dict[str, torch.Tensor]) -> None:
         missing = [k for k in self.required_keys if k not in batch]

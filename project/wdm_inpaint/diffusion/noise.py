@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from wdm_inpaint.wavelet import dwt3d
+
 
 def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard normal noise shaped like ``x`` (on ``x``'s device and dtype), drawn from ``generator``.
@@ -25,4 +27,16 @@ def randn_as(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-__all__ = ["randn_as", "randn_like"]
+def region_noise(eps: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+    """Wavelet-space noise ``dwt3d(eps * region)`` of image-space noise ``eps`` ``(B, C, D, H, W)``.
+
+    The noise is masked at full resolution *before* the transform and never LLL-scaled, so wavelet blocks that do
+    not touch ``region`` (same shape as ``eps``, 0/1; ``None``: everywhere) carry exactly zero noise.
+
+    Returns:
+        ``(B, 8C, D/2, H/2, W/2)``.
+    """
+    return dwt3d(eps if region is None else eps * region)
+
+
+__all__ = ["randn_as", "randn_like", "region_noise"]

@@ -242,7 +242,8 @@ def validate_submission(data_dir: str | os.PathLike[str], pred_dir: str | os.Pat
     for number, case in sorted(cases_by_number.items()):
         files = by_id.get(number, [])
         if not files:
-            report.violations.append(f"case {case.id}: no prediction (expected {pred_dir / prediction_file_name(case.id)})")
+            expected = pred_dir / prediction_file_name(case.id)
+            report.violations.append(f"case {case.id}: no prediction (expected {expected})")
             continue
         for file in files:
             if file.name != prediction_file_name(case.id):

@@ -34,14 +34,14 @@ from tqdm import tqdm
 from wdm_inpaint.config import ConfigError, WDMConfig
 from wdm_inpaint.diffusion.modes import Mode
 from wdm_inpaint.diffusion.registry import build_mode
-from wdm_inpaint.diffusion.noise import randn_as
+from wdm_inpaint.diffusion.noise import randn_as, region_noise
 from wdm_inpaint.diffusion.schedule import FINAL_TIMESTEP, NoiseSchedule
 from wdm_inpaint.pipeline.config import PipelineConfig
 from wdm_inpaint.pipeline.jumps import repaint_levels
 from wdm_inpaint.samplers.base import Sampler, X0Clip
 from wdm_inpaint.samplers.registry import build_sampler
 from wdm_inpaint.seeding import spawn_seeds
-from wdm_inpaint.wavelet import WaveletCodec, dwt3d
+from wdm_inpaint.wavelet import WaveletCodec
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class InpaintingPipeline:
             anchored = anchor is not None and self.config.strength < 1
             start = schedule.scale_known(t0) * anchor if anchored else torch.zeros_like(x_in)
             known = torch.where(inside, start, self._known_at(x_in, t0))
-            x = self.codec.encode(known) + schedule.noise_std(t0) * dwt3d(eps * inside_f)
+            x = self.codec.encode(known) + schedule.noise_std(t0) * region_noise(eps, inside_f)
         for t in timesteps:
             x0 = self.mode.compose(self.codec, self._denoise(x, t, condition), anchor, inside_f)
             out = sampler.step(x0, t, x, generator)
