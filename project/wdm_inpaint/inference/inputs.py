@@ -8,7 +8,7 @@ problem                                         behaviour
 voided scan missing, unreadable, corrupt, 4-D   :class:`~wdm_inpaint.data.cases.CaseError`: no output
 NaN/Inf voxels in the voided scan               set to 0, classical fill (fallback)
 mask missing, unreadable, or shape mismatch     mask guessed from the voided scan, classical fill (fallback)
-mask not binary                                 binarised (>= 0.5 is inside), model runs
+mask not binary                                 binarised (>= 0.5 is inside: MASK_THRESHOLD), model runs
 empty mask                                      output = input (fallback: nothing to inpaint)
 mask covering every voxel                       no known tissue to inpaint from: output = input clamped at 0
                                                 (fallback)
@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from wdm_inpaint.data.cases import Case, CaseError
-from wdm_inpaint.data.preprocess import binarise_mask
+from wdm_inpaint.data.mask_values import MASK_RULE, binarise_mask
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def read_case_inputs(case: Case) -> CaseInputs:
             values = np.unique(raw)
             if not np.isin(values, (0.0, 1.0)).all():
                 shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
-                notes.append(f"mask {mask_vol.path.name} is not binary (values {shown}); voxels >= 0.5 are inside")
+                notes.append(f"mask {mask_vol.path.name} is not binary (values {shown}); voxels {MASK_RULE} are inside")
             mask = binarise_mask(raw)
             if not np.allclose(mask_vol.affine, voided_vol.affine, atol=1e-3):
                 notes.append(f"mask {mask_vol.path.name} has another affine than the voided scan; voxel grid used")
