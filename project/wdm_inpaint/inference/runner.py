@@ -27,6 +27,7 @@ from wdm_inpaint import __version__
 from wdm_inpaint.data.cases import Case, CaseError, discover_cases
 from wdm_inpaint.data.preprocess import INTENSITY_FLOOR
 from wdm_inpaint.inference.inpainter import Inpainter, PreparedVolume, case_seed, classical_inpaint
+from wdm_inpaint.inference.coverage import fill_unseen
 from wdm_inpaint.inference.input_folder import require_cases
 from wdm_inpaint.inference.inputs import CaseInputs, read_case_inputs
 from wdm_inpaint.inference.output_folder import OutputRun, output_problem, written_meanwhile
@@ -233,6 +234,9 @@ def finish_case(inpainter: Inpainter, job: _SampledCase, out_path: Path) -> Case
     if out is None and job.model_output is not None and job.loaded.prepared is not None:
         try:
             out = inpainter.finish(job.loaded.prepared, job.model_output)
+            out, partial = fill_unseen(out, job.loaded.prepared, FALLBACK_FILL)  # inference/coverage.py
+            if partial is not None:
+                record.status, record.reason = "fallback", partial
         except Exception as exc:  # noqa: BLE001 - any model failure falls back to the classical fill
             _model_failed(record, inputs.case_id, exc)
     if out is not None:
