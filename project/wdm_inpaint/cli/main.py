@@ -65,12 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_logging(args.verbose, args.quiet)
+    from wdm_inpaint.inference.stop_signals import RunInterrupted
+
     try:
         return int(args.func(args) or 0)
+    except RunInterrupted as exc:
+        logging.getLogger("wdm_inpaint").error("%s: the run record says which cases are done; rerun to finish", exc)
+        return exc.exit_code
     except KeyboardInterrupt:
         logging.getLogger("wdm_inpaint").error("interrupted")
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # one line naming the path and the problem
         if args.verbose > 1:
             raise
         logging.getLogger("wdm_inpaint").error("%s", exc)

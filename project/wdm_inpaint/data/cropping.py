@@ -119,7 +119,7 @@ def mask_crop_box(mask: np.ndarray | torch.Tensor, margin: int, multiple: int) -
     that would exceed the volume is capped at the volume size. An empty mask gives the whole volume.
 
     Args:
-        mask: (..., D, H, W) mask on the model grid (nonzero above ``MASK_THRESHOLD``); leading axes are
+        mask: (..., D, H, W) mask on the model grid (inside where >= ``MASK_THRESHOLD``); leading axes are
             combined.
         margin: voxels added on every side of the bounding box (>= 0).
         multiple: box sizes are multiples of this (``UNetConfig.image_multiple``).

@@ -112,7 +112,7 @@ def preprocess(
 
     Args:
         image: (D, H, W) native image (e.g. ``t1n-voided``).
-        mask: (D, H, W) region to inpaint (nonzero above :data:`MASK_THRESHOLD`).
+        mask: (D, H, W) region to inpaint (inside where >= :data:`MASK_THRESHOLD`).
         affine: (4, 4) voxel-to-world affine of both arrays.
         config: orientation, grid and quantiles.
         multiple: grid sizes must be multiples of this (``UNetConfig.image_multiple``).

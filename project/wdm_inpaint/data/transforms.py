@@ -108,7 +108,7 @@ class CropAroundMaskd(MapTransform):
         masks = [torch.as_tensor(d[k]) for k in self.source_keys if k in d]
         if not masks:
             raise KeyError(f"none of the crop source keys {self.source_keys} is in the sample")
-        union = torch.stack([m > MASK_THRESHOLD for m in masks]).any(dim=0)
+        union = torch.stack([m >= MASK_THRESHOLD for m in masks]).any(dim=0)
         box = mask_crop_box(union, self.margin, self.multiple)
         for key in self.key_iterator(d):
             d[key] = crop(d[key], box)
@@ -141,7 +141,7 @@ class RandPatchAroundMaskd(Randomizable, MapTransform):
         self.randomize()
         label = torch.as_tensor(d[self.label_key])
         grid = tuple(int(s) for s in label.shape[-3:])
-        inside = torch.nonzero(label.reshape(-1, *grid).amax(0) > MASK_THRESHOLD)
+        inside = torch.nonzero(label.reshape(-1, *grid).amax(0) >= MASK_THRESHOLD)
         if len(inside):
             centre = inside[min(int(self._u * len(inside)), len(inside) - 1)].tolist()
         else:

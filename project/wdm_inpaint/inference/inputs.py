@@ -8,10 +8,17 @@ problem                                         behaviour
 voided scan missing, unreadable, corrupt, 4-D   :class:`~wdm_inpaint.data.cases.CaseError`: no output
 NaN/Inf voxels in the voided scan               set to 0, classical fill (fallback)
 mask missing, unreadable, or shape mismatch     mask guessed from the voided scan, classical fill (fallback)
-mask not binary                                 binarised (>= 0.5 is inside), model runs
+mask not binary                                 binarised (>= 0.5 is inside: MASK_THRESHOLD), model runs
 empty mask                                      output = input (fallback: nothing to inpaint)
 mask covering every voxel                       no known tissue to inpaint from: output = input clamped at 0
                                                 (fallback)
+mask entirely in the background (no tissue      output = input clamped at 0 (fallback: there is no tissue to
+within BACKGROUND_SHELL voxels; an all-zero     continue, so none is invented)
+voided scan)
+mask voxels outside the model grid (input       those voxels get the harmonic fill; the case counts as a
+larger than the grid)                           fallback (``inference/coverage.py``)
+float64 voided scan                             output is float32: known voxels equal the input rounded to
+                                                float32 (bit for bit for float32 and integer inputs)
 negative voxels                                 kept outside the mask; the filled region is >= 0
 integer or float on-disk dtypes, odd affines    handled by the model path
 ==============================================  ============================================================
@@ -27,12 +34,15 @@ import numpy as np
 from scipy import ndimage
 
 from wdm_inpaint.data.cases import Case, CaseError
-from wdm_inpaint.data.preprocess import binarise_mask
+from wdm_inpaint.data.mask_values import MASK_RULE, binarise_mask
 
 logger = logging.getLogger(__name__)
 
 NONFINITE_REPLACEMENT = 0.0
 """Value that replaces NaN/Inf voxels of a voided scan (the challenge's background and voided value)."""
+
+BACKGROUND_SHELL = 2
+"""Voxels around the mask searched for tissue; none there (all 0) means the mask lies in the background."""
 
 
 @dataclass
@@ -74,6 +84,17 @@ def guess_mask(voided: np.ndarray) -> np.ndarray:
     return np.asarray(filled & ~tissue)
 
 
+def lies_in_background(voided: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether every known voxel within :data:`BACKGROUND_SHELL` voxels of ``mask`` is 0 (no tissue to continue).
+
+    Args:
+        voided: ``(D, H, W)`` voided scan.
+        mask: ``(D, H, W)`` bool region to inpaint (not empty).
+    """
+    shell = ndimage.binary_dilation(mask, iterations=BACKGROUND_SHELL) & ~mask
+    return not np.any(voided[shell] != 0)
+
+
 def read_case_inputs(case: Case) -> CaseInputs:
     """Read ``t1n-voided`` and ``mask`` of ``case`` and apply the behaviour table of this module.
 
@@ -104,7 +125,7 @@ def read_case_inputs(case: Case) -> CaseInputs:
             values = np.unique(raw)
             if not np.isin(values, (0.0, 1.0)).all():
                 shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
-                notes.append(f"mask {mask_vol.path.name} is not binary (values {shown}); voxels >= 0.5 are inside")
+                notes.append(f"mask {mask_vol.path.name} is not binary (values {shown}); voxels {MASK_RULE} are inside")
             mask = binarise_mask(raw)
             if not np.allclose(mask_vol.affine, voided_vol.affine, atol=1e-3):
                 notes.append(f"mask {mask_vol.path.name} has another affine than the voided scan; voxel grid used")
@@ -120,7 +141,12 @@ def read_case_inputs(case: Case) -> CaseInputs:
     elif mask.all():
         inputs.fallback_reason = "mask covers every voxel: no known tissue to inpaint from"
         inputs.passthrough = True
+    elif lies_in_background(voided, mask):
+        inputs.fallback_reason = inputs.fallback_reason or (
+            "the mask lies entirely in the background (no tissue next to it): output equals the input"
+        )
+        inputs.passthrough = True
     return inputs
 
 
-__all__ = ["NONFINITE_REPLACEMENT", "CaseInputs", "guess_mask", "read_case_inputs"]
+__all__ = ["BACKGROUND_SHELL", "NONFINITE_REPLACEMENT", "CaseInputs", "guess_mask", "lies_in_background", "read_case_inputs"]

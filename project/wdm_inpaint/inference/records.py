@@ -51,6 +51,7 @@ class RunSummary:
     seconds: float
     log_dir: Path | None = None
     method: str = "the model"
+    status: str = "complete"  # or "interrupted" (a stop signal; see inference/stop_signals.py)
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records)
@@ -109,6 +110,7 @@ def write_run_record(
         "inpainter": provenance,
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "status": summary.status,
         "summary": summary.line(),
         "cases": [asdict(r) for r in summary.records],
     }

@@ -21,9 +21,13 @@ from tqdm.auto import tqdm
 
 from wdm_inpaint.data.cases import PREDICTION_SUFFIX, Case, CaseError, discover_cases, prediction_file_name
 from wdm_inpaint.data.intensity import INTENSITY_FLOOR
+from wdm_inpaint.inference.coverage import fill_unseen
 from wdm_inpaint.inference.engine import InferenceEngine, PreparedVolume, classical_inpaint
+from wdm_inpaint.inference.input_folder import require_cases
 from wdm_inpaint.inference.inputs import CaseInputs, read_case_inputs
+from wdm_inpaint.inference.output_folder import OutputRun, output_problem, written_meanwhile
 from wdm_inpaint.inference.records import FALLBACK_FILL, CaseRecord, RunSummary, default_log_dir, write_run_record
+from wdm_inpaint.inference.stop_signals import RunInterrupted
 from wdm_inpaint.io.nifti import NiftiError, load_image, write_like
 from wdm_inpaint.seeding import case_seed
 
@@ -52,23 +56,6 @@ def select_cases(
             raise ValueError(f"shard {index}/{count} is invalid: need 0 <= i < n")
         chosen = chosen[index::count]
     return chosen
-
-
-def _output_complete(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        load_image(path)
-    except (NiftiError, OSError):
-        logger.warning("%s exists but is unreadable: it is redone", path)
-        return False
-    return True
-
-
-def _remove_stale_temporaries(folder: Path) -> None:
-    for tmp in folder.glob(f".*{OUTPUT_SUFFIX}.*.tmp*"):
-        logger.info("removing the temporary file of an interrupted run: %s", tmp)
-        tmp.unlink(missing_ok=True)
 
 
 def _fallback_output(inputs: CaseInputs) -> np.ndarray:
@@ -164,6 +151,9 @@ def finish_case(engine: InferenceEngine, job: _SampledCase, out_path: Path) -> C
     if out is None and job.model_output is not None and job.loaded.prepared is not None:
         try:
             out = engine.finish(job.loaded.prepared, job.model_output)
+            out, partial = fill_unseen(out, job.loaded.prepared, FALLBACK_FILL)  # inference/coverage.py
+            if partial is not None:
+                record.status, record.reason = "fallback", partial
         except Exception as exc:  # noqa: BLE001 - any model failure falls back to the classical fill
             _model_failed(record, inputs.case_id, exc)
     if out is not None:
@@ -223,6 +213,9 @@ def run_folder(
     Raises:
         FileNotFoundError: if ``data_folder`` does not exist.
         ValueError: if ``log_dir`` lies inside ``output_folder``.
+        NoCasesError: if ``data_folder`` holds no case folder.
+        OutputFolderError: if ``output_folder`` is a file, cannot be created or is not writable.
+        RunInterrupted: after SIGTERM/SIGINT, once the file being written is finished and the record written.
     """
     start = time.perf_counter()
     data = Path(data_folder)
@@ -232,46 +225,55 @@ def run_folder(
     logs = Path(log_dir) if log_dir is not None else default_log_dir(out_dir)
     if logs.resolve().is_relative_to(out_dir.resolve()):
         raise ValueError(f"the log folder {logs} lies inside the output folder {out_dir}: choose another --log-dir")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out_dir)
+    with OutputRun(out_dir) as run:  # locks the folder, handles SIGTERM/SIGINT (see inference/output_folder.py)
+        slots: list[CaseRecord | Future] = []
+        try:
+            scan = discover_cases(data)
+            for problem in scan.problems:
+                logger.warning("%s", problem)
+            require_cases(scan, data)
+            cases = select_cases(scan.cases, beg, end, shard)
+            logger.info("%d case(s) to process in %s", len(cases), data)
 
-    scan = discover_cases(data)
-    for problem in scan.problems:
-        logger.warning("%s", problem)
-    cases = select_cases(scan.cases, beg, end, shard)
-    logger.info("%d case(s) to process in %s", len(cases), data)
+            todo: list[Case] = []
+            seen: dict[str, os.stat_result | None] = {}
+            for case in cases:
+                target = output_path(out_dir, case.id)
+                if not overwrite and output_problem(target, case) is None:
+                    slots.append(CaseRecord(case.id, "skipped", str(target)))
+                else:
+                    todo.append(case)
+                    seen[case.id] = target.stat() if target.is_file() else None
 
-    records: list[CaseRecord] = []
-    todo: list[Case] = []
-    for case in cases:
-        target = output_path(out_dir, case.id)
-        if not overwrite and _output_complete(target):
-            records.append(CaseRecord(case.id, "skipped", str(target)))
-        else:
-            todo.append(case)
-
-    # three stages overlap: the reader prepares case i+1 and the writer finishes case i-1 while case i samples
-    slots: list[CaseRecord | Future] = list(records)
-    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
-        pending: Future | None = reader.submit(load_case, engine, todo[0]) if todo else None
-        writing: Future | None = None
-        for i, case in enumerate(tqdm(todo, desc="cases", unit="case", disable=not progress)):
-            loaded = pending.result() if pending is not None else load_case(engine, case)
-            pending = reader.submit(load_case, engine, todo[i + 1]) if i + 1 < len(todo) else None
-            if isinstance(loaded, CaseError):
-                logger.error("case %s: %s; no output written", case.id, loaded)
-                slots.append(CaseRecord(case.id, "failed", None, reason=str(loaded)))
-                continue
-            job = sample_case(engine, loaded)
-            if writing is not None:
-                writing.result()  # at most one finished volume waits in memory
-            writing = writer.submit(_finish_or_fail, engine, job, output_path(out_dir, case.id))
-            slots.append(writing)
-    records = [slot.result() if isinstance(slot, Future) else slot for slot in slots]
-    method = f"the {engine.options.sampler} fill" if engine.options.classical else "the model"
-    summary = RunSummary(records, time.perf_counter() - start, logs, method)
-    arguments = dict(overwrite=overwrite, beg=beg, end=end, shard=shard)
-    write_run_record(summary, engine.describe(), data, out_dir, logs, arguments)
+            # three stages overlap: the reader prepares case i+1 and the writer finishes case i-1 while case i samples
+            with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+                pending: Future | None = reader.submit(load_case, engine, todo[0]) if todo else None
+                writing: Future | None = None
+                for i, case in enumerate(tqdm(todo, desc="cases", unit="case", disable=not progress)):
+                    loaded = pending.result() if pending is not None else load_case(engine, case)
+                    pending = reader.submit(load_case, engine, todo[i + 1]) if i + 1 < len(todo) else None
+                    target = output_path(out_dir, case.id)
+                    if not overwrite and written_meanwhile(target, seen[case.id]):
+                        logger.info("case %s: written by another run meanwhile; skipped", case.id)
+                        slots.append(CaseRecord(case.id, "skipped", str(target)))
+                        continue
+                    if isinstance(loaded, CaseError):
+                        logger.error("case %s: %s; no output written", case.id, loaded)
+                        slots.append(CaseRecord(case.id, "failed", None, reason=str(loaded)))
+                        continue
+                    job = sample_case(engine, loaded)
+                    if writing is not None:
+                        writing.result()  # at most one finished volume waits in memory
+                    writing = writer.submit(_finish_or_fail, engine, job, target)
+                    slots.append(writing)
+        except RunInterrupted as exc:  # the writer has finished its file; the case being sampled is dropped
+            run.stopped(exc)
+        records = [slot.result() if isinstance(slot, Future) else slot for slot in slots]
+        method = f"the {engine.options.sampler} fill" if engine.options.classical else "the model"
+        summary = RunSummary(records, time.perf_counter() - start, logs, method, status=run.status)
+        arguments = dict(overwrite=overwrite, beg=beg, end=end, shard=shard)
+        with run.signals.critical():
+            write_run_record(summary, engine.describe(), data, out_dir, logs, arguments)
     return summary
 
 

@@ -31,6 +31,9 @@ OUTPUT_DTYPE = np.float32
 NIFTI_CLASSES: tuple[type, ...] = (nib.Nifti1Image, nib.Nifti2Image)
 """Image classes accepted by :func:`read_nifti` (``.nii``/``.nii.gz``; Analyze or MGH files are rejected)."""
 
+SOURCE_SHAPE_KEY = "wdm_source_shape"
+"""Key of ``image.extra`` holding the on-disk shape of a squeezed 4-D file (:func:`write_like` writes it back)."""
+
 
 class NiftiError(ValueError):
     """A NIfTI file cannot be used; the message names the file and the problem."""
@@ -71,7 +74,7 @@ def _squeeze_to_3d(image: nib.Nifti1Image, path: Path) -> nib.Nifti1Image:
     header.set_data_shape(shape[:SPATIAL_DIMS])
     # Reshape the lazy proxy (no data read yet); the affine equals the header's, so the header is kept as is.
     dataobj = image.dataobj.reshape(shape[:SPATIAL_DIMS])
-    return image.__class__(dataobj, image.affine, header=header)
+    return image.__class__(dataobj, image.affine, header=header, extra={SOURCE_SHAPE_KEY: tuple(shape)})
 
 
 def load_image(path: str | os.PathLike[str]) -> nib.Nifti1Image:
@@ -139,7 +142,8 @@ def write_like(path: str | os.PathLike[str], data: np.ndarray, reference_image: 
 
     The reference header is copied (qform, sform and their codes, pixdim, units, description); only the
     data type becomes float32 with slope 1 and intercept 0, so the written values are exactly the float32
-    values of ``data``.
+    values of ``data``. A reference read from a 4-D file with a singleton 4th axis gets its on-disk shape back
+    (the output has the input's shape).
 
     Args:
         path: output file (``.nii.gz`` is compressed).
@@ -161,6 +165,9 @@ def write_like(path: str | os.PathLike[str], data: np.ndarray, reference_image: 
         raise NiftiError(f"{path}: refusing to write non-finite values")
     ref_header = reference_image.header
     header = ref_header.copy()
+    source_shape = reference_image.extra.get(SOURCE_SHAPE_KEY) if hasattr(reference_image, "extra") else None
+    if source_shape is not None and tuple(source_shape[:SPATIAL_DIMS]) == data.shape:
+        data = data.reshape(source_shape)
     header.set_data_shape(data.shape)
     header.set_data_dtype(OUTPUT_DTYPE)
     image_class = type(reference_image) if isinstance(reference_image, NIFTI_CLASSES) else nib.Nifti1Image
@@ -174,4 +181,34 @@ def write_like(path: str | os.PathLike[str], data: np.ndarray, reference_image: 
     return path
 
 
-__all__ = ["NiftiError", "OUTPUT_DTYPE", "Volume", "load_image", "read_nifti", "write_like"]
+def volume_problem(path: str | os.PathLike[str], expected_shape: tuple[int, ...] | None = None) -> str | None:
+    """Why the NIfTI file ``path`` is not a complete, usable volume, or ``None`` when it is.
+
+    Decompresses the whole file (a truncated ``.nii.gz`` whose header is intact fails here) and checks the shape
+    (3-D, or ``expected_shape``: the squeezed shape of the case's input), a floating on-disk dtype and finite values.
+    """
+    path = Path(path)
+    try:
+        image = load_image(path)
+        data = np.asarray(image.dataobj)
+    except (NiftiError, OSError, EOFError, zlib.error, ValueError) as exc:
+        return f"unreadable ({exc})"
+    if expected_shape is not None and tuple(image.shape) != tuple(expected_shape):
+        return f"shape {tuple(image.shape)}, expected {tuple(expected_shape)}"
+    if not np.issubdtype(image.get_data_dtype(), np.floating):
+        return f"on-disk dtype {image.get_data_dtype()}, expected floating point"
+    if not np.isfinite(data).all():
+        return "holds NaN or Inf values"
+    return None
+
+
+__all__ = [
+    "NiftiError",
+    "OUTPUT_DTYPE",
+    "SOURCE_SHAPE_KEY",
+    "Volume",
+    "load_image",
+    "read_nifti",
+    "volume_problem",
+    "write_like",
+]

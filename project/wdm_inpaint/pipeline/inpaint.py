@@ -32,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from wdm_inpaint.config import ConfigError, WDMConfig
+from wdm_inpaint.data.mask_values import inside as mask_inside
 from wdm_inpaint.diffusion.modes import Mode
 from wdm_inpaint.diffusion.registry import build_mode
 from wdm_inpaint.diffusion.noise import randn_as, region_noise
@@ -209,7 +210,7 @@ class InpaintingPipeline:
         start = time.perf_counter()
         device = self.device
         x_in = image.to(device=device, dtype=torch.float32)
-        inside = mask.to(device) > 0.5
+        inside = mask_inside(mask.to(device))
         inside_f = inside.to(torch.float32)
         anchor = self.mode.anchor(inside_f, x_in)
         condition = self.mode.condition(self.codec, inside_f, x_in, anchor=anchor)
@@ -227,7 +228,7 @@ class InpaintingPipeline:
         mean = total / len(seeds)
         if self.config.clip_x0:
             mean = mean.clamp(*IMAGE_RANGE)
-        result = torch.where(mask.to(image.device) > 0.5, mean.to(device=image.device, dtype=image.dtype), image)
+        result = torch.where(mask_inside(mask.to(image.device)), mean.to(device=image.device, dtype=image.dtype), image)
         self.last_run = RunStats(self._calls, time.perf_counter() - start, len(seeds))
         logger.debug(
             "inpainted %s with %d model calls in %.1f s", tuple(image.shape), self._calls, self.last_run.seconds

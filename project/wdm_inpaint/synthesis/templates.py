@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from wdm_inpaint.data.grid import GridPlacement, place_in_grid
+from wdm_inpaint.data.mask_values import binarise_mask
 from wdm_inpaint.data.orientation import apply_orientation, orientation_transform
 from wdm_inpaint.io.nifti import read_nifti
 
@@ -337,7 +338,7 @@ def load_template(name: str) -> TemplateBrain:
     volume = read_nifti(files["image"], dtype=np.float32)
     image = volume.data
     if "brain_mask" in files:
-        brain = read_nifti(files["brain_mask"], dtype=np.float32).data > 0.5
+        brain = binarise_mask(read_nifti(files["brain_mask"], dtype=np.float32).data)
         if brain.shape != image.shape:
             raise TemplateError(f"{files['brain_mask']}: shape {brain.shape} differs from {image.shape}")
     else:
